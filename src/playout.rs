@@ -1,0 +1,317 @@
+//! The playout clock: releases the movie's fragments in real time (or N× real time), loops at the
+//! end with the timeline moved on so players never see time go backwards, encodes each fragment
+//! into its shared SSE frame once as it goes live, and keeps a short backlog window of recent
+//! frames for new and reconnecting viewers.
+//!
+//! Pure: time comes in as arguments (`Instant` for pacing, wall-clock ms for event ids) and the
+//! file bytes come in as a slice, so pacing is tested with an injected clock.
+
+use crate::mp4::{render_fragment, Movie};
+use crate::sse::{data_frame, init_frame, EventId, Frame, StreamInfo};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// If the clock is this far past a fragment's release time (the process was stopped, or the
+/// machine stalled), the timeline is re-anchored instead of bursting every missed fragment.
+const MAX_LATENESS: Duration = Duration::from_secs(2);
+/// Hard cap on frames kept in the backlog, whatever the window.
+const MAX_BACKLOG_FRAMES: usize = 4096;
+
+pub struct Playout {
+    movie: Movie,
+    info: StreamInfo,
+    init: Rc<Frame>,
+    speed: u32,
+    /// Completed passes over the file.
+    loops: u64,
+    /// Index of the next fragment to release.
+    next: usize,
+    /// Sequence number of the last released fragment (the first one released is 1).
+    sequence: u64,
+    /// The instant the file's first fragment (loop 0) went, or would have gone, live.
+    anchor: Instant,
+    backlog: VecDeque<(Instant, Rc<Frame>)>,
+    window: Duration,
+    scratch: Vec<u8>,
+}
+
+impl Playout {
+    /// A playout whose first fragment goes live at `start`.
+    pub fn new(movie: Movie, start: Instant, window: Duration, speed: u32) -> Playout {
+        let (w, h) = movie.resolution().unwrap_or((0, 0));
+        let secs = movie.duration_secs();
+        let bitrate = if secs > 0.0 {
+            (movie.fragment_bytes() as f64 * 8.0 / secs) as u64
+        } else {
+            0
+        };
+        let info = StreamInfo {
+            mime: movie.mime(),
+            width: w,
+            height: h,
+            bitrate,
+            duration_secs: secs,
+        };
+        let init = init_frame(&info, &movie.init);
+        Playout {
+            movie,
+            info,
+            init,
+            speed: speed.max(1),
+            loops: 0,
+            next: 0,
+            sequence: 0,
+            anchor: start,
+            backlog: VecDeque::new(),
+            window,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn info(&self) -> &StreamInfo {
+        &self.info
+    }
+
+    pub fn movie(&self) -> &Movie {
+        &self.movie
+    }
+
+    /// The shared `retry` + `init` frame every viewer gets first.
+    pub fn init_frame(&self) -> &Rc<Frame> {
+        &self.init
+    }
+
+    /// Completed passes over the file.
+    pub fn loops(&self) -> u64 {
+        self.loops
+    }
+
+    /// Offset of fragment `index` of pass `loops` from the anchor, at the playout speed.
+    fn offset(&self, loops: u64, index: usize) -> Duration {
+        let (period, period_ts) = self.movie.loop_period();
+        let (start, ts) = self.movie.fragment_start(index);
+        let nanos = u128::from(loops) * u128::from(period) * 1_000_000_000
+            / u128::from(period_ts.max(1))
+            + u128::from(start) * 1_000_000_000 / u128::from(ts.max(1));
+        let nanos = nanos / u128::from(self.speed);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// When the next fragment goes live.
+    pub fn next_due(&self) -> Instant {
+        self.anchor + self.offset(self.loops, self.next)
+    }
+
+    /// Releases the next fragment if it is due at `now`: renders it from `data` (the bytes the
+    /// movie was parsed from) with its loop's timeline, encodes it once, keeps it in the backlog
+    /// and returns it. Call until it returns `None`.
+    pub fn poll(&mut self, now: Instant, wall_ms: u64, data: &[u8]) -> Option<Rc<Frame>> {
+        let due = self.next_due();
+        if now < due {
+            return None;
+        }
+        let late = now - due;
+        if late > MAX_LATENESS {
+            log::warn!(
+                "playout is {:.1}s behind its clock; skipping ahead instead of bursting",
+                late.as_secs_f64()
+            );
+            self.anchor += late;
+        }
+        self.sequence += 1;
+        let index = self.next;
+        // mfhd sequence numbers are 32-bit; they only need to keep increasing within a session.
+        let mfhd_seq = (self.sequence & u64::from(u32::MAX)) as u32;
+        if !render_fragment(
+            &self.movie,
+            data,
+            index,
+            self.loops,
+            mfhd_seq,
+            &mut self.scratch,
+        ) {
+            log::warn!("a 32-bit tfdt wrapped at loop {}; players may stall", self.loops);
+        }
+        let keyframe = self.movie.fragments[index].keyframe;
+        let frame = data_frame(self.sequence, wall_ms, keyframe, &self.scratch);
+        self.next += 1;
+        if self.next == self.movie.fragments.len() {
+            self.next = 0;
+            self.loops += 1;
+        }
+        self.backlog.push_back((now, Rc::clone(&frame)));
+        self.trim(now);
+        Some(frame)
+    }
+
+    /// Drops backlog frames older than the window, always keeping the newest keyframe and what
+    /// follows it so a new viewer can start.
+    fn trim(&mut self, now: Instant) {
+        while self.backlog.len() > 1 {
+            let (at, _) = &self.backlog[0];
+            let old = now.saturating_duration_since(*at) > self.window;
+            let over = self.backlog.len() > MAX_BACKLOG_FRAMES;
+            if !(old || over) {
+                break;
+            }
+            let later_key = self.backlog.iter().skip(1).any(|(_, f)| f.is_keyframe());
+            if !later_key {
+                break;
+            }
+            self.backlog.pop_front();
+        }
+    }
+
+    /// Frames in the backlog, oldest first.
+    pub fn backlog_len(&self) -> usize {
+        self.backlog.len()
+    }
+
+    /// Bytes held by the backlog's frames.
+    pub fn backlog_bytes(&self) -> usize {
+        self.backlog.iter().map(|(_, f)| f.len()).sum()
+    }
+
+    /// What a viewer gets after `init`: with a `Last-Event-ID` still in the window, everything
+    /// after it (no gap, `resumed` is true); otherwise the newest keyframe fragment and what
+    /// followed it.
+    pub fn start_frames(&self, last: Option<EventId>) -> (bool, impl Iterator<Item = &Rc<Frame>>) {
+        let resume_at = last.and_then(|id| {
+            self.backlog
+                .iter()
+                .position(|(_, f)| id.matches(f))
+                .map(|i| i + 1)
+        });
+        let (resumed, from) = match resume_at {
+            Some(i) => (true, i),
+            None => (
+                false,
+                self.backlog
+                    .iter()
+                    .rposition(|(_, f)| f.is_keyframe())
+                    .unwrap_or(self.backlog.len()),
+            ),
+        };
+        (resumed, self.backlog.iter().skip(from).map(|(_, f)| f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mp4::fragment_times;
+    use base64::Engine;
+
+    const SAMPLE: &[u8] = include_bytes!("../web/sample.mp4");
+
+    fn playout(start: Instant, speed: u32) -> Playout {
+        let movie = Movie::parse(SAMPLE).unwrap();
+        Playout::new(movie, start, Duration::from_secs(10), speed)
+    }
+
+    fn payload(f: &Frame) -> Vec<u8> {
+        let text = std::str::from_utf8(&f.bytes).unwrap();
+        let line = text.lines().find(|l| l.starts_with("data: ")).unwrap();
+        base64::engine::general_purpose::STANDARD
+            .decode(&line[6..])
+            .unwrap()
+    }
+
+    #[test]
+    fn releases_fragments_at_their_media_time() {
+        let t0 = Instant::now();
+        let mut p = playout(t0, 1);
+        assert_eq!(p.poll(t0, 5, SAMPLE).unwrap().sequence(), Some(1));
+        assert!(p.poll(t0, 5, SAMPLE).is_none(), "second fragment is not due yet");
+        assert_eq!(p.next_due(), t0 + Duration::from_secs(1));
+        assert!(p.poll(t0 + Duration::from_millis(999), 5, SAMPLE).is_none());
+        let f = p.poll(t0 + Duration::from_secs(1), 6, SAMPLE).unwrap();
+        assert_eq!(f.sequence(), Some(2));
+        assert!(std::str::from_utf8(&f.bytes).unwrap().starts_with("id: 2.6\n"));
+    }
+
+    #[test]
+    fn speed_divides_the_pace() {
+        let t0 = Instant::now();
+        let mut p = playout(t0, 4);
+        p.poll(t0, 0, SAMPLE).unwrap();
+        assert_eq!(p.next_due(), t0 + Duration::from_millis(250));
+    }
+
+    #[test]
+    fn loops_forever_with_increasing_times_and_sequence() {
+        let t0 = Instant::now();
+        let mut p = playout(t0, 1);
+        let mut last_times: Option<Vec<u64>> = None;
+        let mut now = t0;
+        for n in 1..=20u64 {
+            now = now.max(p.next_due());
+            let f = p.poll(now, n, SAMPLE).expect("due");
+            assert_eq!(f.sequence(), Some(n));
+            let (seq, times) = fragment_times(&payload(&f)).unwrap();
+            assert_eq!(u64::from(seq), n);
+            if let Some(prev) = &last_times {
+                for (a, b) in prev.iter().zip(&times) {
+                    assert!(b > a, "time went backwards at fragment {n}: {a} -> {b}");
+                }
+            }
+            last_times = Some(times);
+        }
+        assert_eq!(p.loops(), 3);
+        // 20 fragments of 1 s: the 21st is due 20 s (minus the loop overlap) after the start.
+        let due = p.next_due() - t0;
+        assert!(due > Duration::from_millis(19_900) && due <= Duration::from_secs(20));
+    }
+
+    #[test]
+    fn a_stalled_clock_skips_ahead_instead_of_bursting() {
+        let t0 = Instant::now();
+        let mut p = playout(t0, 1);
+        p.poll(t0, 0, SAMPLE).unwrap();
+        let late = t0 + Duration::from_secs(60);
+        assert!(p.poll(late, 0, SAMPLE).is_some());
+        assert!(p.poll(late, 0, SAMPLE).is_none(), "no burst of missed fragments");
+        assert_eq!(p.next_due(), late + Duration::from_secs(1));
+    }
+
+    #[test]
+    fn backlog_is_a_window_not_the_whole_history() {
+        let t0 = Instant::now();
+        let movie = Movie::parse(SAMPLE).unwrap();
+        let mut p = Playout::new(movie, t0, Duration::from_secs(3), 1);
+        let mut now = t0;
+        for _ in 0..50 {
+            now = p.next_due();
+            p.poll(now, 0, SAMPLE).unwrap();
+        }
+        assert!(p.backlog_len() <= 4, "backlog holds {}", p.backlog_len());
+        let _ = now;
+    }
+
+    #[test]
+    fn new_viewer_starts_at_newest_keyframe_and_resume_has_no_gap() {
+        let t0 = Instant::now();
+        let mut p = playout(t0, 1);
+        for _ in 0..5 {
+            let due = p.next_due();
+            p.poll(due, 100, SAMPLE).unwrap();
+        }
+        let (resumed, frames) = p.start_frames(None);
+        let seqs: Vec<u64> = frames.filter_map(|f| f.sequence()).collect();
+        assert!(!resumed);
+        assert_eq!(seqs, vec![5], "every fragment of the sample is a keyframe");
+        let id = EventId {
+            sequence: 2,
+            live_ms: 100,
+        };
+        let (resumed, frames) = p.start_frames(Some(id));
+        assert!(resumed);
+        assert_eq!(frames.filter_map(|f| f.sequence()).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let stale = EventId {
+            sequence: 2,
+            live_ms: 99,
+        };
+        assert!(!p.start_frames(Some(stale)).0, "same sequence from another run");
+    }
+}

@@ -1,0 +1,376 @@
+//! A client's output queue: shared frames waiting to be written, capped in bytes, with the
+//! slow-viewer policy (drop what has not started, skip to the next keyframe, say so with a
+//! `reset` event) and the vectored write that drains it.
+//!
+//! Pure policy plus a `Write` sink, so it is tested without sockets. The queue never copies frame
+//! bytes and, once its ring has grown to the client's working depth, never allocates.
+
+use crate::sse::{reset_frame, Frame};
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Write};
+use std::rc::Rc;
+
+/// Most slices handed to one `writev`.
+const MAX_IOV: usize = 32;
+/// Most `writev` calls in one drain before yielding back to the event loop.
+const MAX_WRITES_PER_DRAIN: usize = 64;
+
+/// What happened to a data frame offered to the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    Queued,
+    /// Not queued: the client is behind and waits for a keyframe.
+    Skipped,
+}
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Everything queued was written.
+    Empty,
+    /// The socket would block; bytes remain.
+    Blocked,
+    /// The iteration cap was hit with bytes remaining and the socket still writable.
+    Yielded,
+}
+
+#[derive(Debug)]
+pub struct ClientQueue {
+    frames: VecDeque<Rc<Frame>>,
+    /// Bytes of `frames[0]` already written.
+    offset: usize,
+    /// Bytes queued and not yet written.
+    pending: usize,
+    cap: usize,
+    /// Waiting for a keyframe after dropping frames.
+    skipping: bool,
+    /// Data frames dropped since the last `reset`.
+    skipped: u64,
+    /// Data frames dropped over the queue's life.
+    pub total_skipped: u64,
+}
+
+impl ClientQueue {
+    pub fn new(cap: usize) -> Self {
+        ClientQueue {
+            frames: VecDeque::new(),
+            offset: 0,
+            pending: 0,
+            cap,
+            skipping: false,
+            skipped: 0,
+            total_skipped: 0,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending(&self) -> usize {
+        self.pending
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    /// True while the client is behind and waiting for a keyframe.
+    pub fn is_skipping(&self) -> bool {
+        self.skipping
+    }
+
+    /// Makes room for `n` frames up front so the steady state never grows the ring.
+    pub fn reserve(&mut self, n: usize) {
+        self.frames.reserve(n);
+    }
+
+    /// Queues a frame that must be delivered whatever the cap (response heads, `init`).
+    pub fn push_control(&mut self, frame: Rc<Frame>) {
+        if frame.is_empty() {
+            return;
+        }
+        self.pending += frame.len();
+        self.frames.push_back(frame);
+    }
+
+    /// Offers a data frame under the backpressure policy.
+    ///
+    /// INVARIANT: a partly written frame (`offset > 0`) is never dropped, so the client's byte
+    /// stream is always whole SSE events.
+    pub fn offer(&mut self, frame: &Rc<Frame>) -> Offer {
+        if !self.skipping && self.pending + frame.len() <= self.cap {
+            self.pending += frame.len();
+            self.frames.push_back(Rc::clone(frame));
+            return Offer::Queued;
+        }
+        if !self.skipping {
+            self.drop_unstarted();
+            self.skipping = true;
+        }
+        if frame.is_keyframe() && self.pending + frame.len() <= self.cap {
+            let reset = reset_frame(self.skipped);
+            self.pending += reset.len() + frame.len();
+            self.frames.push_back(reset);
+            self.frames.push_back(Rc::clone(frame));
+            self.skipping = false;
+            self.skipped = 0;
+            return Offer::Queued;
+        }
+        self.skipped += 1;
+        self.total_skipped += 1;
+        Offer::Skipped
+    }
+
+    /// Drops every frame not yet started, counting dropped data frames as skipped.
+    fn drop_unstarted(&mut self) {
+        let keep = usize::from(self.offset > 0);
+        while self.frames.len() > keep {
+            if let Some(f) = self.frames.pop_back() {
+                self.pending -= f.len();
+                if f.sequence().is_some() {
+                    self.skipped += 1;
+                    self.total_skipped += 1;
+                }
+            }
+        }
+        debug_assert!(
+            self.frames.len() == keep,
+            "only the partly written frame may remain"
+        );
+    }
+
+    /// Writes as much as the sink takes, many frames per vectored write.
+    pub fn drain<W: Write>(&mut self, sink: &mut W) -> io::Result<Drain> {
+        for _ in 0..MAX_WRITES_PER_DRAIN {
+            if self.frames.is_empty() {
+                return Ok(Drain::Empty);
+            }
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let mut n = 0;
+            for (i, f) in self.frames.iter().take(MAX_IOV).enumerate() {
+                let start = if i == 0 { self.offset } else { 0 };
+                slices[n] = IoSlice::new(&f.bytes[start..]);
+                n += 1;
+            }
+            match sink.write_vectored(&slices[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => self.advance(written),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drain::Blocked),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.frames.is_empty() {
+            Ok(Drain::Empty)
+        } else {
+            log::debug!("drain hit its cap of {MAX_WRITES_PER_DRAIN} writes");
+            Ok(Drain::Yielded)
+        }
+    }
+
+    fn advance(&mut self, mut written: usize) {
+        self.pending -= written;
+        while written > 0 {
+            let Some(front) = self.frames.front() else {
+                break;
+            };
+            let left = front.len() - self.offset;
+            if written >= left {
+                written -= left;
+                self.offset = 0;
+                self.frames.pop_front();
+            } else {
+                self.offset += written;
+                written = 0;
+            }
+        }
+    }
+
+    /// Drops everything (the client is going away).
+    pub fn clear(&mut self) {
+        self.frames.clear();
+        self.offset = 0;
+        self.pending = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sse::data_frame;
+
+    /// A sink that takes at most `budget` bytes, then would block.
+    struct Sink {
+        out: Vec<u8>,
+        budget: usize,
+        writes: usize,
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[IoSlice::new(buf)])
+        }
+        fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            self.writes += 1;
+            if self.budget == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(self.budget);
+                self.out.extend_from_slice(&b[..take]);
+                self.budget -= take;
+                n += take;
+                if self.budget == 0 {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn sink(budget: usize) -> Sink {
+        Sink {
+            out: Vec::new(),
+            budget,
+            writes: 0,
+        }
+    }
+
+    fn frame(seq: u64, key: bool, len: usize) -> Rc<Frame> {
+        data_frame(seq, 1000 + seq, key, &vec![seq as u8; len])
+    }
+
+    fn events(bytes: &[u8]) -> Vec<String> {
+        std::str::from_utf8(bytes)
+            .unwrap()
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| e.lines().next().unwrap().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn fast_client_gets_everything_in_one_write_per_frame() {
+        let mut q = ClientQueue::new(1 << 20);
+        let mut s = sink(usize::MAX);
+        for seq in 1..=5 {
+            assert_eq!(q.offer(&frame(seq, seq == 1, 100)), Offer::Queued);
+            assert_eq!(q.drain(&mut s).unwrap(), Drain::Empty);
+        }
+        assert_eq!(s.writes, 5);
+        let ids = events(&s.out);
+        assert_eq!(ids, (1..=5).map(|s| format!("id: {s}.{}", 1000 + s)).collect::<Vec<_>>());
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn several_frames_go_out_in_one_vectored_write() {
+        let mut q = ClientQueue::new(1 << 20);
+        for seq in 1..=4 {
+            q.offer(&frame(seq, true, 50));
+        }
+        let mut s = sink(usize::MAX);
+        q.drain(&mut s).unwrap();
+        assert_eq!(s.writes, 1);
+        assert_eq!(events(&s.out).len(), 4);
+    }
+
+    #[test]
+    fn over_cap_drops_unstarted_and_resumes_at_keyframe_with_reset() {
+        let one = frame(1, true, 300).len();
+        let mut q = ClientQueue::new(one * 3);
+        for seq in 1..=3 {
+            assert_eq!(q.offer(&frame(seq, seq == 1, 300)), Offer::Queued);
+        }
+        // The fourth does not fit: everything unstarted goes, and non-keyframes are skipped.
+        assert_eq!(q.offer(&frame(4, false, 300)), Offer::Skipped);
+        assert!(q.is_skipping());
+        assert_eq!(q.pending(), 0);
+        assert_eq!(q.offer(&frame(5, false, 300)), Offer::Skipped);
+        assert_eq!(q.offer(&frame(6, true, 300)), Offer::Queued);
+        assert!(!q.is_skipping());
+        let mut s = sink(usize::MAX);
+        q.drain(&mut s).unwrap();
+        let text = String::from_utf8(s.out).unwrap();
+        assert!(
+            text.starts_with("event: reset\ndata: {\"skipped\":5}\n\nid: 6."),
+            "{text}"
+        );
+        assert_eq!(q.total_skipped, 5);
+    }
+
+    #[test]
+    fn partly_written_frame_is_always_finished() {
+        let one = frame(1, true, 300).len();
+        let mut q = ClientQueue::new(one * 2);
+        q.offer(&frame(1, true, 300));
+        q.offer(&frame(2, true, 300));
+        let mut s = sink(one / 2);
+        assert_eq!(q.drain(&mut s).unwrap(), Drain::Blocked);
+        // Over the cap: frame 2 is dropped, frame 1's second half stays.
+        assert_eq!(q.offer(&frame(3, false, 300)), Offer::Skipped);
+        assert_eq!(q.pending(), one - one / 2);
+        assert_eq!(q.offer(&frame(4, true, 300)), Offer::Queued);
+        s.budget = usize::MAX;
+        assert_eq!(q.drain(&mut s).unwrap(), Drain::Empty);
+        let ids = events(&s.out);
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert!(ids[0].starts_with("id: 1."));
+        assert_eq!(ids[1], "event: reset");
+        assert!(ids[2].starts_with("id: 4."));
+        // Every byte of frame 1 went out exactly once.
+        assert_eq!(&s.out[..one], &*frame(1, true, 300).bytes);
+    }
+
+    #[test]
+    fn keyframe_larger_than_the_cap_keeps_skipping() {
+        let mut q = ClientQueue::new(100);
+        assert_eq!(q.offer(&frame(1, true, 300)), Offer::Skipped);
+        assert_eq!(q.offer(&frame(2, true, 30)), Offer::Queued);
+        assert_eq!(q.total_skipped, 1);
+    }
+
+    #[test]
+    fn never_reading_client_stays_bounded() {
+        let cap = 10_000;
+        let mut q = ClientQueue::new(cap);
+        let mut s = sink(0);
+        for seq in 1..=1000 {
+            q.offer(&frame(seq, seq % 5 == 1, 500));
+            let _ = q.drain(&mut s);
+            assert!(q.pending() <= cap + 64, "pending {}", q.pending());
+        }
+        assert!(q.total_skipped > 900);
+    }
+
+    #[test]
+    fn control_frames_ignore_the_cap_and_keep_order() {
+        let mut q = ClientQueue::new(10);
+        q.push_control(Frame::control(&b"HTTP/1.1 200 OK\r\n\r\n"[..]));
+        q.push_control(Frame::control(&b"retry: 2000\n\n"[..]));
+        let mut s = sink(usize::MAX);
+        q.drain(&mut s).unwrap();
+        assert_eq!(s.out, b"HTTP/1.1 200 OK\r\n\r\nretry: 2000\n\n");
+    }
+
+    #[test]
+    fn errors_other_than_would_block_surface() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::ErrorKind::BrokenPipe.into())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut q = ClientQueue::new(1000);
+        q.offer(&frame(1, true, 10));
+        assert_eq!(
+            q.drain(&mut Broken).unwrap_err().kind(),
+            io::ErrorKind::BrokenPipe
+        );
+    }
+}

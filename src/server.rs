@@ -1,0 +1,497 @@
+//! The event loop: one `mio::Poll`, the listener, the signal pipe and a slab of connections keyed
+//! by token. It accepts (with a capacity gate and an EMFILE back-off), dispatches readiness to
+//! connections, releases live fragments from the playout and fans each one out to every viewer,
+//! and runs the timers (head timeouts, lingering closes, keepalives) that set the poll timeout.
+
+use crate::config::Config;
+use crate::conn::{Connection, Ctx, Next, Phase};
+use crate::http::Responses;
+use crate::playout::Playout;
+use crate::sse::{Frame, KEEPALIVE};
+use crate::video::{Video, VideoError};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const SIGNALS: Token = Token(usize::MAX - 2);
+
+/// Most connections accepted per readiness event before other work gets a turn.
+const ACCEPT_BATCH: usize = 256;
+/// Back-off before accepting again after running out of file descriptors.
+const ACCEPT_RETRY: Duration = Duration::from_millis(200);
+/// How long a closed response waits for the peer to close before giving up.
+const LINGER: Duration = Duration::from_secs(2);
+/// Silence after which viewers get a keepalive comment.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
+/// How often a summary line is logged.
+const STATS_EVERY: Duration = Duration::from_secs(60);
+/// Most fragments released in one loop iteration (the playout re-anchors if it falls further
+/// behind, so this only bounds a burst).
+const MAX_RELEASES_PER_TICK: usize = 64;
+/// Read buffer shared by every connection.
+const SCRATCH: usize = 16 * 1024;
+
+/// Why the server stopped or could not start.
+#[derive(Debug)]
+pub enum ServerError {
+    Bind { addr: SocketAddr, source: io::Error },
+    Io(io::Error),
+    Video(VideoError),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServerError::Io(e) => write!(f, "event loop failed: {e}"),
+            ServerError::Video(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl From<VideoError> for ServerError {
+    fn from(e: VideoError) -> Self {
+        ServerError::Video(e)
+    }
+}
+
+/// Counters for the periodic summary and for tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    pub accepted: u64,
+    pub fragments: u64,
+    pub skipped: u64,
+}
+
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    signals: Signals,
+    conns: Slab<Connection>,
+    playout: Playout,
+    video: Video,
+    responses: Responses,
+    keepalive: Rc<Frame>,
+    client_queue: usize,
+    head_timeout: Duration,
+    stall_timeout: Duration,
+    max_clients: usize,
+    /// Connections kept at most: viewers plus room to answer 503 and serve the page.
+    slab_cap: usize,
+    /// Head and linger deadlines. Each list has one fixed delay, so pushing at the back keeps
+    /// it sorted. Entries for connections that moved on are skipped when they come up.
+    head_timers: VecDeque<(Instant, usize, u64)>,
+    linger_timers: VecDeque<(Instant, usize, u64)>,
+    /// Connections whose drain yielded with output left.
+    again: Vec<(usize, u64)>,
+    to_close: Vec<usize>,
+    scratch: Box<[u8]>,
+    next_id: u64,
+    viewers: usize,
+    /// The listener may have connections waiting that were not accepted yet.
+    listener_ready: bool,
+    accept_paused_until: Option<Instant>,
+    last_output: Instant,
+    next_stats: Instant,
+    stats: Stats,
+}
+
+impl Server {
+    /// Loads the video, binds the listener and sets up the loop; the first fragment goes live
+    /// when `run` starts.
+    pub fn new(cfg: &Config, max_clients: usize) -> Result<Server, ServerError> {
+        let (video, movie) = match &cfg.video {
+            Some(path) => Video::open(path)?,
+            None => {
+                let video = Video::sample();
+                let movie = crate::mp4::Movie::parse(video.bytes()).map_err(|source| {
+                    VideoError::Parse {
+                        path: video.name().to_path_buf(),
+                        source,
+                    }
+                })?;
+                (video, movie)
+            }
+        };
+        let now = Instant::now();
+        let playout = Playout::new(movie, now, cfg.backlog, cfg.speed);
+        let poll = Poll::new().map_err(ServerError::Io)?;
+        let mut listener = TcpListener::bind(cfg.listen).map_err(|source| ServerError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(ServerError::Io)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(ServerError::Io)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Io)?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)
+            .map_err(ServerError::Io)?;
+        Ok(Server {
+            poll,
+            listener,
+            local_addr,
+            signals,
+            conns: Slab::new(),
+            playout,
+            video,
+            responses: Responses::new(),
+            keepalive: Frame::control(KEEPALIVE),
+            client_queue: cfg.client_queue,
+            head_timeout: cfg.head_timeout,
+            stall_timeout: cfg.stall_timeout,
+            max_clients,
+            slab_cap: max_clients + max_clients / 16 + 16,
+            head_timers: VecDeque::new(),
+            linger_timers: VecDeque::new(),
+            again: Vec::new(),
+            to_close: Vec::new(),
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            next_id: 0,
+            viewers: 0,
+            listener_ready: false,
+            accept_paused_until: None,
+            last_output: now,
+            next_stats: now + STATS_EVERY,
+            stats: Stats::default(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn playout(&self) -> &Playout {
+        &self.playout
+    }
+
+    pub fn video(&self) -> &Video {
+        &self.video
+    }
+
+    /// Runs until SIGINT or SIGTERM (`Ok`) or until the video becomes unreadable (`Err`).
+    pub fn run(&mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let now = Instant::now();
+            let timeout = self.poll_timeout(now);
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ServerError::Io(e)),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => {
+                        self.listener_ready = true;
+                        self.accept(now);
+                    }
+                    SIGNALS => {
+                        if let Some(sig) = self.signals.pending().next() {
+                            let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                            log::info!(
+                                "{name}: shutting down, closing {} connections ({} viewers)",
+                                self.conns.len(),
+                                self.viewers
+                            );
+                            return Ok(());
+                        }
+                    }
+                    Token(key) => {
+                        let readable = event.is_readable() || event.is_read_closed();
+                        let writable = event.is_writable() || event.is_error();
+                        self.connection_event(key, readable, writable, now);
+                    }
+                }
+            }
+            self.tick(now)?;
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Duration {
+        let can_accept = self.listener_ready
+            && self.accept_paused_until.is_none()
+            && self.conns.len() < self.slab_cap;
+        if !self.again.is_empty() || can_accept {
+            return Duration::ZERO;
+        }
+        let mut next = self.playout.next_due().min(self.next_stats);
+        next = next.min(self.last_output + KEEPALIVE_AFTER);
+        for t in [
+            self.head_timers.front().map(|t| t.0),
+            self.linger_timers.front().map(|t| t.0),
+            self.accept_paused_until,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            next = next.min(t);
+        }
+        // Round up to the next millisecond: epoll sleeps in whole ms, and waking a fraction
+        // early would spin once before the fragment is due.
+        next.saturating_duration_since(now) + Duration::from_micros(999)
+    }
+
+    fn accept(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some() {
+            return;
+        }
+        for _ in 0..ACCEPT_BATCH {
+            if self.conns.len() >= self.slab_cap {
+                // INVARIANT: listener_ready stays true, so accepting resumes once connections
+                // close (below 90% of the cap, see `tick`).
+                return;
+            }
+            match self.listener.accept() {
+                Ok((socket, peer)) => self.add_connection(socket, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.listener_ready = false;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    log::warn!(
+                        "out of file descriptors with {} connections ({e}); pausing accepts for {} ms",
+                        self.conns.len(),
+                        ACCEPT_RETRY.as_millis()
+                    );
+                    self.accept_paused_until = Some(now + ACCEPT_RETRY);
+                    return;
+                }
+                Err(e) => log::debug!("accept failed: {e}"),
+            }
+        }
+        log::debug!("accepted {ACCEPT_BATCH} connections in one go; continuing next turn");
+    }
+
+    fn add_connection(&mut self, mut socket: mio::net::TcpStream, peer: SocketAddr, now: Instant) {
+        let key = self.conns.vacant_key();
+        let token = Token(key);
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)
+        {
+            log::warn!("cannot register a connection from {peer}: {e}");
+            return;
+        }
+        // Frames are written whole; Nagle would only delay a frame's last partial segment.
+        let _ = socket.set_nodelay(true);
+        let reject = self.conns.len() >= self.max_clients;
+        if reject {
+            log::warn!(
+                "connection limit of {} reached; answering {peer} with 503",
+                self.max_clients
+            );
+        }
+        self.next_id += 1;
+        let id = self.next_id;
+        let inserted = self.conns.insert(Connection::new(
+            id,
+            token,
+            socket,
+            self.client_queue,
+            reject,
+            now,
+        ));
+        debug_assert_eq!(inserted, key, "the slab must use the key it promised");
+        self.head_timers.push_back((now + self.head_timeout, key, id));
+        self.stats.accepted += 1;
+        log::debug!("connection {id} from {peer}");
+    }
+
+    fn connection_event(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let before = conn.phase();
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            scratch: &mut self.scratch,
+            now,
+            playout: &self.playout,
+            responses: &self.responses,
+            stall_timeout: self.stall_timeout,
+        };
+        let mut next = Next::Continue;
+        if writable {
+            next = conn.on_writable(&mut ctx);
+        }
+        if readable && next != Next::Close {
+            let after_read = conn.on_readable(&mut ctx);
+            if after_read != Next::Continue {
+                next = after_read;
+            }
+        }
+        self.settle(key, before, next, now);
+    }
+
+    /// Acts on a handler's verdict and on the phase change it made.
+    fn settle(&mut self, key: usize, before: Phase, next: Next, now: Instant) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let after = conn.phase();
+        if before != Phase::Stream && after == Phase::Stream {
+            self.viewers += 1;
+            log::debug!("viewer {} joined ({} watching)", conn.id, self.viewers);
+        }
+        if before != Phase::Linger && after == Phase::Linger {
+            self.linger_timers.push_back((now + LINGER, key, conn.id));
+        }
+        match next {
+            Next::Continue => {}
+            Next::Again => self.again.push((key, conn.id)),
+            Next::Close => self.close(key),
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        let Some(conn) = self.conns.try_remove(key) else {
+            return;
+        };
+        if conn.phase() == Phase::Stream {
+            self.viewers -= 1;
+            self.stats.skipped += conn.skipped();
+            log::debug!("viewer {} left ({} watching)", conn.id, self.viewers);
+        }
+        // Dropping the socket closes it, which also removes it from the poll set.
+    }
+
+    fn tick(&mut self, now: Instant) -> Result<(), ServerError> {
+        let again = std::mem::take(&mut self.again);
+        for (key, id) in &again {
+            if self.conns.get(*key).is_some_and(|c| c.id == *id) {
+                self.connection_event(*key, false, true, now);
+            }
+        }
+        self.release_fragments(now)?;
+        self.expire_timers(now);
+        if now >= self.last_output + KEEPALIVE_AFTER {
+            let frame = Rc::clone(&self.keepalive);
+            self.fan_out(&frame, now, true);
+        }
+        if self.accept_paused_until.is_some_and(|t| now >= t) {
+            self.accept_paused_until = None;
+        }
+        if self.listener_ready && self.conns.len() < self.slab_cap * 9 / 10 {
+            self.accept(now);
+        }
+        if now >= self.next_stats {
+            self.next_stats = now + STATS_EVERY;
+            log::info!(
+                "{} viewers, {} connections, {} fragments live so far, {} skipped by slow viewers, backlog {} fragments ({} KiB)",
+                self.viewers,
+                self.conns.len(),
+                self.stats.fragments,
+                self.stats.skipped + self.conns.iter().map(|(_, c)| c.skipped()).sum::<u64>(),
+                self.playout.backlog_len(),
+                self.playout.backlog_bytes() / 1024
+            );
+        }
+        Ok(())
+    }
+
+    fn release_fragments(&mut self, now: Instant) -> Result<(), ServerError> {
+        for _ in 0..MAX_RELEASES_PER_TICK {
+            if now < self.playout.next_due() {
+                return Ok(());
+            }
+            self.video.check()?;
+            let wall_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let Some(frame) = self.playout.poll(now, wall_ms, self.video.bytes()) else {
+                return Ok(());
+            };
+            self.stats.fragments += 1;
+            self.fan_out(&frame, now, false);
+        }
+        log::warn!("released {MAX_RELEASES_PER_TICK} fragments in one turn; the rest follow");
+        Ok(())
+    }
+
+    /// Hands a frame to every viewer: a refcount and, for viewers not already behind, one
+    /// vectored write each.
+    fn fan_out(&mut self, frame: &Rc<Frame>, now: Instant, keepalive: bool) {
+        self.last_output = now;
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            scratch: &mut self.scratch,
+            now,
+            playout: &self.playout,
+            responses: &self.responses,
+            stall_timeout: self.stall_timeout,
+        };
+        for (key, conn) in self.conns.iter_mut() {
+            let next = if keepalive {
+                conn.keepalive(frame, &mut ctx)
+            } else {
+                conn.deliver(frame, &mut ctx)
+            };
+            match next {
+                Next::Continue => {}
+                Next::Again => self.again.push((key, conn.id)),
+                Next::Close => self.to_close.push(key),
+            }
+        }
+        let mut to_close = std::mem::take(&mut self.to_close);
+        for key in to_close.drain(..) {
+            self.close(key);
+        }
+        self.to_close = to_close;
+    }
+
+    fn expire_timers(&mut self, now: Instant) {
+        while let Some(&(at, key, id)) = self.head_timers.front() {
+            if at > now {
+                break;
+            }
+            self.head_timers.pop_front();
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.id == id && conn.phase() == Phase::ReadHead {
+                log::debug!("connection {id} sent no complete request in time");
+                conn.head_timed_out(&self.responses);
+                self.close(key);
+            }
+        }
+        while let Some(&(at, key, id)) = self.linger_timers.front() {
+            if at > now {
+                break;
+            }
+            self.linger_timers.pop_front();
+            if self
+                .conns
+                .get(key)
+                .is_some_and(|c| c.id == id && c.phase() == Phase::Linger)
+            {
+                self.close(key);
+            }
+        }
+    }
+
+    /// Connected viewers.
+    pub fn viewers(&self) -> usize {
+        self.viewers
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+}

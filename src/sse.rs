@@ -1,0 +1,241 @@
+//! Server-Sent Events framing: turns the stream's pieces (the response head, the `init` event,
+//! each fragment's `data` event, `reset` and keepalive) into complete, immutable byte frames.
+//!
+//! A frame is encoded once and shared by reference (`Rc<Frame>`) by every client that sends it,
+//! so the per-client cost of a fragment is a refcount and a slice in a `writev`. Pure: no I/O.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+/// What a frame is, for the queue policy and for resuming after `Last-Event-ID`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// Bytes that must always be delivered in order (HTTP response heads, `init`, `reset`,
+    /// keepalive comments, whole non-stream responses).
+    Control,
+    /// One fragment's `data` event.
+    Data {
+        sequence: u64,
+        live_ms: u64,
+        keyframe: bool,
+    },
+}
+
+/// A complete, immutable piece of output.
+#[derive(Debug)]
+pub struct Frame {
+    pub kind: FrameKind,
+    pub bytes: Box<[u8]>,
+}
+
+impl Frame {
+    pub fn control(bytes: impl Into<Box<[u8]>>) -> Rc<Frame> {
+        Rc::new(Frame {
+            kind: FrameKind::Control,
+            bytes: bytes.into(),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    pub fn is_keyframe(&self) -> bool {
+        matches!(self.kind, FrameKind::Data { keyframe: true, .. })
+    }
+
+    pub fn sequence(&self) -> Option<u64> {
+        match self.kind {
+            FrameKind::Data { sequence, .. } => Some(sequence),
+            FrameKind::Control => None,
+        }
+    }
+}
+
+/// The event id of a data frame: `<sequence>.<server time in ms when it went live>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventId {
+    pub sequence: u64,
+    pub live_ms: u64,
+}
+
+impl EventId {
+    /// Parses `1234.1732400000123`. A bare sequence number (`1234`) is accepted too and matches
+    /// any time.
+    pub fn parse(s: &str) -> Option<EventId> {
+        let s = s.trim();
+        let (seq, ms) = match s.split_once('.') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let sequence = seq.parse().ok()?;
+        let live_ms = match ms {
+            Some(m) => m.parse().ok()?,
+            None => 0,
+        };
+        Some(EventId { sequence, live_ms })
+    }
+
+    /// True when `frame` is the fragment this id names.
+    pub fn matches(&self, frame: &Frame) -> bool {
+        match frame.kind {
+            FrameKind::Data {
+                sequence, live_ms, ..
+            } => sequence == self.sequence && (self.live_ms == 0 || live_ms == self.live_ms),
+            FrameKind::Control => false,
+        }
+    }
+}
+
+/// How long the browser waits before reconnecting, sent first on every stream.
+pub const RETRY_MS: u32 = 2000;
+
+/// The comment sent after a stretch of silence so proxies and browsers keep the stream open.
+pub const KEEPALIVE: &[u8] = b": keepalive\n\n";
+
+/// Encodes one fragment as a complete `data` event, with a single allocation of exactly the
+/// right size and base64 written straight into it.
+pub fn data_frame(sequence: u64, live_ms: u64, keyframe: bool, fragment: &[u8]) -> Rc<Frame> {
+    let mut head = String::with_capacity(64);
+    // Writing to a String cannot fail.
+    let _ = write!(head, "id: {sequence}.{live_ms}\nevent: data\ndata: ");
+    let b64_len = base64::encoded_len(fragment.len(), true).unwrap_or(0);
+    let mut bytes = vec![0u8; head.len() + b64_len + 2];
+    bytes[..head.len()].copy_from_slice(head.as_bytes());
+    let written = STANDARD
+        .encode_slice(fragment, &mut bytes[head.len()..head.len() + b64_len])
+        .unwrap_or(0);
+    debug_assert_eq!(written, b64_len, "base64 length mismatch");
+    let end = head.len() + written;
+    bytes[end] = b'\n';
+    bytes[end + 1] = b'\n';
+    bytes.truncate(end + 2);
+    Rc::new(Frame {
+        kind: FrameKind::Data {
+            sequence,
+            live_ms,
+            keyframe,
+        },
+        bytes: bytes.into_boxed_slice(),
+    })
+}
+
+/// What the `init` event tells the player about the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamInfo {
+    pub mime: String,
+    pub width: u16,
+    pub height: u16,
+    pub bitrate: u64,
+    pub duration_secs: f64,
+}
+
+/// The `retry` line and the `init` event: the MIME type with codecs and the base64 init segment.
+pub fn init_frame(info: &StreamInfo, init_segment: &[u8]) -> Rc<Frame> {
+    let mut s = String::with_capacity(init_segment.len() * 4 / 3 + 256);
+    let _ = write!(s, "retry: {RETRY_MS}\n\nevent: init\ndata: {{\"mime\":\"");
+    json_escape(&info.mime, &mut s);
+    s.push_str("\",\"init\":\"");
+    STANDARD.encode_string(init_segment, &mut s);
+    let _ = write!(
+        s,
+        "\",\"width\":{},\"height\":{},\"bitrate\":{},\"duration\":{:.3}}}\n\n",
+        info.width, info.height, info.bitrate, info.duration_secs
+    );
+    Frame::control(s.into_bytes())
+}
+
+/// The `reset` event telling a viewer it skipped `skipped` fragments.
+pub fn reset_frame(skipped: u64) -> Rc<Frame> {
+    Frame::control(format!("event: reset\ndata: {{\"skipped\":{skipped}}}\n\n").into_bytes())
+}
+
+fn json_escape(v: &str, out: &mut String) {
+    for c in v.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_data_line(frame: &[u8]) -> Vec<u8> {
+        let text = std::str::from_utf8(frame).unwrap();
+        let line = text.lines().find(|l| l.starts_with("data: ")).unwrap();
+        STANDARD.decode(&line[6..]).unwrap()
+    }
+
+    #[test]
+    fn data_frame_is_one_event_with_id_and_base64() {
+        let payload: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        let f = data_frame(42, 1_732_400_000_123, true, &payload);
+        let text = std::str::from_utf8(&f.bytes).unwrap();
+        assert!(text.starts_with("id: 42.1732400000123\nevent: data\ndata: "));
+        assert!(text.ends_with("\n\n"));
+        assert_eq!(text.matches('\n').count(), 4, "exactly one event");
+        assert_eq!(decode_data_line(&f.bytes), payload);
+        assert_eq!(f.sequence(), Some(42));
+        assert!(f.is_keyframe());
+    }
+
+    #[test]
+    fn data_frame_of_every_small_length_round_trips() {
+        for n in 0..10 {
+            let payload = vec![0xabu8; n];
+            let f = data_frame(1, 2, false, &payload);
+            assert_eq!(decode_data_line(&f.bytes), payload, "length {n}");
+            assert!(!f.is_keyframe());
+        }
+    }
+
+    #[test]
+    fn init_frame_carries_retry_mime_and_segment() {
+        let info = StreamInfo {
+            mime: "video/mp4; codecs=\"avc1.4d401e,mp4a.40.2\"".into(),
+            width: 640,
+            height: 360,
+            bitrate: 400_000,
+            duration_secs: 6.0,
+        };
+        let f = init_frame(&info, b"\0ftypmoov");
+        let text = std::str::from_utf8(&f.bytes).unwrap();
+        assert!(text.starts_with("retry: 2000\n\nevent: init\ndata: {"));
+        assert!(text.contains(r#""mime":"video/mp4; codecs=\"avc1.4d401e,mp4a.40.2\"""#));
+        assert!(text.contains(&format!("\"init\":\"{}\"", STANDARD.encode(b"\0ftypmoov"))));
+        assert!(text.contains("\"width\":640,\"height\":360"));
+        assert!(text.ends_with("}\n\n"));
+    }
+
+    #[test]
+    fn reset_and_keepalive_are_well_formed() {
+        let r = reset_frame(3);
+        assert_eq!(&*r.bytes, b"event: reset\ndata: {\"skipped\":3}\n\n");
+        assert!(KEEPALIVE.starts_with(b":") && KEEPALIVE.ends_with(b"\n\n"));
+    }
+
+    #[test]
+    fn event_ids_parse_and_match() {
+        let f = data_frame(7, 99, true, b"x");
+        assert!(EventId::parse("7.99").unwrap().matches(&f));
+        assert!(EventId::parse(" 7 ").unwrap().matches(&f));
+        assert!(!EventId::parse("7.98").unwrap().matches(&f));
+        assert!(!EventId::parse("8.99").unwrap().matches(&f));
+        assert_eq!(EventId::parse("x.1"), None);
+        assert_eq!(EventId::parse(""), None);
+        assert_eq!(EventId::parse("1.2.3"), None);
+    }
+}

@@ -1,0 +1,230 @@
+//! Shared helpers for the integration tests: start the real `ssecast` binary on an ephemeral
+//! loopback port, talk raw HTTP to it, read its SSE stream, and wait for conditions with bounded
+//! timeouts (never sleep-and-hope).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// A running server process, killed on drop.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub child: Child,
+    /// Lines the server logged after it started listening.
+    pub log: mpsc::Receiver<String>,
+}
+
+impl TestServer {
+    /// Starts `ssecast --listen 127.0.0.1:0 ARGS...` and waits (at most 20 s) for its
+    /// "listening on" log line.
+    pub fn start(args: &[&str]) -> TestServer {
+        Self::start_with(args, |_| {})
+    }
+
+    /// Like [`start`](Self::start), letting the caller adjust the command (environment, limits).
+    pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> TestServer {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssecast"));
+        cmd.arg("--listen")
+            .arg("127.0.0.1:0")
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        adjust(&mut cmd);
+        let mut child = cmd.spawn().expect("spawn ssecast");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                eprintln!("[server] {line}");
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("server did not log 'listening on' within 20 s");
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                let addr = rest.trim_end_matches('/').split('/').next().unwrap_or("");
+                let addr = addr.parse().expect("listen address");
+                return TestServer {
+                    addr,
+                    child,
+                    log: rx,
+                };
+            }
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(self.addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s
+    }
+
+    /// Sends raw bytes and returns everything the server sent back until it closed (bounded by a
+    /// 10 s read timeout).
+    pub fn raw(&self, request: &[u8]) -> Vec<u8> {
+        let mut s = self.connect();
+        s.write_all(request).expect("send request");
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    }
+
+    /// Resident set size of the server process in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Number of open file descriptors of the server process.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+
+    /// Waits (bounded) for a log line containing `needle` and returns it.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Some(line),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `cond` is true, polling every 10 ms, for at most `timeout`.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
+
+/// One server-sent event as the browser would see it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Event {
+    pub id: Option<String>,
+    pub event: String,
+    pub data: String,
+}
+
+/// Reads an SSE response: the HTTP head, then events, from a blocking socket.
+pub struct SseReader {
+    reader: BufReader<TcpStream>,
+    pub head: String,
+    pub retry: Option<u64>,
+}
+
+impl SseReader {
+    /// Sends `GET path` (with any extra header lines) and reads the response head.
+    pub fn open(addr: SocketAddr, path: &str, extra_headers: &str) -> SseReader {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n{extra_headers}\r\n").expect("send");
+        let mut reader = BufReader::new(s);
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            let n = reader.read_line(&mut line).expect("read head");
+            assert!(n > 0, "server closed before the end of the head: {head:?}");
+            head.push_str(&line);
+            if line == "\r\n" {
+                break;
+            }
+        }
+        SseReader {
+            reader,
+            head,
+            retry: None,
+        }
+    }
+
+    /// The next event (comments are skipped; `retry` is remembered). `None` when the stream ends.
+    pub fn next_event(&mut self) -> Option<Event> {
+        let mut ev = Event::default();
+        let mut any = false;
+        loop {
+            let mut line = String::new();
+            match self.reader.read_line(&mut line) {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+            let line = line.trim_end_matches('\n');
+            if line.is_empty() {
+                if any {
+                    if ev.event.is_empty() {
+                        ev.event = "message".into();
+                    }
+                    return Some(ev);
+                }
+                continue;
+            }
+            if line.starts_with(':') {
+                continue;
+            }
+            let (field, value) = line.split_once(':').unwrap_or((line, ""));
+            let value = value.strip_prefix(' ').unwrap_or(value);
+            match field {
+                "id" => {
+                    ev.id = Some(value.to_string());
+                    any = true;
+                }
+                "event" => {
+                    ev.event = value.to_string();
+                    any = true;
+                }
+                "data" => {
+                    if !ev.data.is_empty() {
+                        ev.data.push('\n');
+                    }
+                    ev.data.push_str(value);
+                    any = true;
+                }
+                "retry" => self.retry = value.parse().ok(),
+                _ => {}
+            }
+        }
+    }
+
+    /// The underlying socket (to stop reading, shut down, etc.).
+    pub fn socket(&self) -> &TcpStream {
+        self.reader.get_ref()
+    }
+}
