@@ -152,7 +152,9 @@ where
                     .parse()
                     .ok()
                     .filter(|&n| (1..=1000).contains(&n))
-                    .ok_or_else(|| format!("--speed: '{v}' is not a whole number from 1 to 1000"))?;
+                    .ok_or_else(|| {
+                        format!("--speed: '{v}' is not a whole number from 1 to 1000")
+                    })?;
             }
             Value(v) if cfg.video.is_none() => cfg.video = Some(PathBuf::from(v)),
             Value(v) => {
@@ -267,12 +269,18 @@ mod tests {
     #[test]
     fn bad_values_say_what_is_wrong() {
         assert!(run(&["--listen", "nope"]).unwrap_err().contains("--listen"));
-        assert!(run(&["--client-queue", "12Q"]).unwrap_err().contains("--client-queue"));
-        assert!(run(&["--client-queue", "1K"]).unwrap_err().contains("at least"));
+        assert!(run(&["--client-queue", "12Q"])
+            .unwrap_err()
+            .contains("--client-queue"));
+        assert!(run(&["--client-queue", "1K"])
+            .unwrap_err()
+            .contains("at least"));
         assert!(run(&["--max-clients", "0"]).is_err());
         assert!(run(&["--speed", "0"]).is_err());
         assert!(run(&["--bogus"]).unwrap_err().contains("bogus"));
-        assert!(run(&["a.mp4", "b.mp4"]).unwrap_err().contains("only one VIDEO"));
+        assert!(run(&["a.mp4", "b.mp4"])
+            .unwrap_err()
+            .contains("only one VIDEO"));
         assert!(run(&["--listen"]).is_err());
     }
 

@@ -106,7 +106,7 @@ impl Connection {
     }
 
     /// Fragments this viewer skipped because it was too slow.
-    pub fn skipped(&self) -> u64 {
+    pub fn total_skipped(&self) -> u64 {
         self.queue.total_skipped
     }
 
@@ -160,7 +160,9 @@ impl Connection {
 
     /// The head timeout expired: a best-effort 408, then the server closes the connection.
     pub fn head_timed_out(&mut self, responses: &Responses) {
-        let _ = self.socket.write(&responses.error(Status::RequestTimeout).bytes);
+        let _ = self
+            .socket
+            .write(&responses.error(Status::RequestTimeout).bytes);
     }
 
     fn read_head(&mut self, ctx: &mut Ctx<'_>) -> Next {
@@ -228,7 +230,11 @@ impl Connection {
                 if last_event_id.is_some() {
                     log::debug!(
                         "viewer reconnected: {}",
-                        if resumed { "resumed" } else { "too old, starts live" }
+                        if resumed {
+                            "resumed"
+                        } else {
+                            "too old, starts live"
+                        }
                     );
                 }
                 self.phase = Phase::Stream;

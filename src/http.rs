@@ -207,7 +207,10 @@ fn origin_form(target: &str) -> Option<&str> {
     if target.starts_with('/') {
         return Some(target);
     }
-    let lower = target.get(..8).map(str::to_ascii_lowercase).unwrap_or_default();
+    let lower = target
+        .get(..8)
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
     let rest = if lower.starts_with("http://") {
         &target[7..]
     } else if lower.starts_with("https://") {
@@ -341,13 +344,30 @@ mod tests {
 
     #[test]
     fn routes_page_events_and_head() {
-        assert_eq!(ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n").route, Route::Asset(0));
-        assert_eq!(ok("GET /index.html HTTP/1.0\r\n\r\n").route, Route::Asset(0));
-        assert_eq!(ok("GET /player.js HTTP/1.1\r\nHost: x\r\n\r\n").route, Route::Asset(1));
+        assert_eq!(
+            ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n").route,
+            Route::Asset(0)
+        );
+        assert_eq!(
+            ok("GET /index.html HTTP/1.0\r\n\r\n").route,
+            Route::Asset(0)
+        );
+        assert_eq!(
+            ok("GET /player.js HTTP/1.1\r\nHost: x\r\n\r\n").route,
+            Route::Asset(1)
+        );
         let r = ok("HEAD /events HTTP/1.1\r\nHost: x\r\n\r\n");
         assert!(r.head_only);
-        assert_eq!(r.route, Route::Events { last_event_id: None });
-        assert_eq!(ok("GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n").route, Route::NoContent);
+        assert_eq!(
+            r.route,
+            Route::Events {
+                last_event_id: None
+            }
+        );
+        assert_eq!(
+            ok("GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n").route,
+            Route::NoContent
+        );
     }
 
     #[test]
@@ -357,11 +377,26 @@ mod tests {
             live_ms: 34,
         });
         let h = ok("GET /events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 12.34\r\n\r\n");
-        assert_eq!(h.route, Route::Events { last_event_id: want });
+        assert_eq!(
+            h.route,
+            Route::Events {
+                last_event_id: want
+            }
+        );
         let q = ok("GET /events?a=b&last_event_id=12.34 HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(q.route, Route::Events { last_event_id: want });
+        assert_eq!(
+            q.route,
+            Route::Events {
+                last_event_id: want
+            }
+        );
         let bad = ok("GET /events?last_event_id=zz HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(bad.route, Route::Events { last_event_id: None });
+        assert_eq!(
+            bad.route,
+            Route::Events {
+                last_event_id: None
+            }
+        );
     }
 
     #[test]
@@ -373,11 +408,20 @@ mod tests {
 
     #[test]
     fn errors_get_the_right_status() {
-        assert_eq!(err("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"), Status::NotFound);
-        assert_eq!(err("POST /events HTTP/1.1\r\nHost: x\r\n\r\n"), Status::MethodNotAllowed);
+        assert_eq!(
+            err("GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Status::NotFound
+        );
+        assert_eq!(
+            err("POST /events HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Status::MethodNotAllowed
+        );
         assert_eq!(err("BLAH\r\n\r\n"), Status::BadRequest);
         assert_eq!(err("GET / HTTP/1.1\r\n\r\n"), Status::BadRequest, "no Host");
-        assert_eq!(err("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), Status::BadRequest);
+        assert_eq!(
+            err("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Status::BadRequest
+        );
         assert_eq!(
             err("GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Status::BadRequest
@@ -386,8 +430,14 @@ mod tests {
             err("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"),
             Status::BadRequest
         );
-        assert_eq!(err("GET /../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n"), Status::NotFound);
-        assert_eq!(err("GET /%65vents HTTP/1.1\r\nHost: a\r\n\r\n"), Status::NotFound);
+        assert_eq!(
+            err("GET /../etc/passwd HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Status::NotFound
+        );
+        assert_eq!(
+            err("GET /%65vents HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Status::NotFound
+        );
         assert_eq!(err("GET * HTTP/1.1\r\nHost: a\r\n\r\n"), Status::BadRequest);
         assert_eq!(err("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), Status::BadRequest);
         let mut many = String::from("GET / HTTP/1.1\r\nHost: a\r\n");
@@ -398,15 +448,29 @@ mod tests {
         assert_eq!(err(&many), Status::HeadTooLarge);
         let long = format!("GET / HTTP/1.1\r\nHost: a\r\nX: {}\r\n", "a".repeat(9000));
         assert_eq!(err(&long), Status::HeadTooLarge);
-        assert_eq!(parse_request(b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n"), Parsed::Done(Err(Status::BadRequest)));
+        assert_eq!(
+            parse_request(b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n"),
+            Parsed::Done(Err(Status::BadRequest))
+        );
     }
 
     #[test]
     fn absolute_form_is_reduced_to_its_path() {
         let r = ok("GET http://example.test:8080/events HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(r.route, Route::Events { last_event_id: None });
-        assert_eq!(err("GET http://example.test HTTP/1.1\r\nHost: x\r\n\r\n"), Status::BadRequest);
-        assert_eq!(err("GET ftp://x/events HTTP/1.1\r\nHost: x\r\n\r\n"), Status::BadRequest);
+        assert_eq!(
+            r.route,
+            Route::Events {
+                last_event_id: None
+            }
+        );
+        assert_eq!(
+            err("GET http://example.test HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Status::BadRequest
+        );
+        assert_eq!(
+            err("GET ftp://x/events HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Status::BadRequest
+        );
     }
 
     #[test]

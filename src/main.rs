@@ -108,5 +108,8 @@ fn raise_fd_limit() -> u64 {
         }
     }
     log::debug!("open file limit: {}", lim.rlim_cur);
-    lim.rlim_cur as u64
+    // rlim_t is 32 bits on 32-bit targets such as armv7 Raspberry Pi OS.
+    #[allow(clippy::unnecessary_cast)]
+    let limit = lim.rlim_cur as u64;
+    limit
 }

@@ -49,6 +49,8 @@ pub enum Mp4Error {
     UnknownTrack { offset: usize, track_id: u32 },
     /// No fragment starts with a keyframe, so no viewer could ever start playing.
     NoKeyframe,
+    /// The fragments add up to no time at all, so there is nothing to pace playout by.
+    NoDuration,
 }
 
 impl fmt::Display for Mp4Error {
@@ -103,6 +105,10 @@ impl fmt::Display for Mp4Error {
             Mp4Error::UnknownTrack { offset, track_id } => write!(
                 f,
                 "the fragment at byte {offset} refers to track {track_id}, which the 'moov' does not describe"
+            ),
+            Mp4Error::NoDuration => write!(
+                f,
+                "the fragments carry no sample durations, so the video has no length; convert with: {FIX_COMMAND}"
             ),
             Mp4Error::NoKeyframe => write!(
                 f,
@@ -419,18 +425,26 @@ impl Movie {
             init.extend_from_slice(&data[f.range()]);
         }
         init.extend_from_slice(&data[moov.range()]);
-        Ok(Movie {
+        let movie = Movie {
             init,
             tracks,
             fragments,
             main_track,
-        })
+        };
+        if movie.loop_period().0 == 0 {
+            return Err(Mp4Error::NoDuration);
+        }
+        Ok(movie)
     }
 
     /// The MSE MIME type with the codecs of every track the parser knows.
     pub fn mime(&self) -> String {
         let has_video = self.tracks.iter().any(|t| t.kind == TrackKind::Video);
-        let codecs: Vec<&str> = self.tracks.iter().filter_map(|t| t.codec.as_deref()).collect();
+        let codecs: Vec<&str> = self
+            .tracks
+            .iter()
+            .filter_map(|t| t.codec.as_deref())
+            .collect();
         let base = if has_video { "video/mp4" } else { "audio/mp4" };
         if codecs.is_empty() {
             base.to_string()
@@ -481,7 +495,22 @@ impl Movie {
                 best = Some((span, t.timescale));
             }
         }
-        best.unwrap_or((0, 1))
+        let main = (
+            self.track_span(self.main_track),
+            self.tracks[self.main_track].timescale,
+        );
+        match best {
+            // Tracks of very different lengths: a gap in the short one is unavoidable, so keep
+            // the main track (which paces playout) gapless and its fragments in order.
+            Some((s, ts))
+                if u128::from(s) * u128::from(main.1) * 10
+                    < u128::from(main.0) * u128::from(ts) * 9 =>
+            {
+                main
+            }
+            Some(b) => b,
+            None => (0, 1),
+        }
     }
 
     /// Total duration of the file in seconds.
@@ -520,8 +549,20 @@ impl Movie {
 fn is_known_top_level(t: &[u8; 4]) -> bool {
     matches!(
         t,
-        b"ftyp" | b"styp" | b"moov" | b"moof" | b"mdat" | b"free" | b"skip" | b"sidx" | b"wide"
-            | b"uuid" | b"pdin" | b"meta" | b"prft" | b"emsg"
+        b"ftyp"
+            | b"styp"
+            | b"moov"
+            | b"moof"
+            | b"mdat"
+            | b"free"
+            | b"skip"
+            | b"sidx"
+            | b"wide"
+            | b"uuid"
+            | b"pdin"
+            | b"meta"
+            | b"prft"
+            | b"emsg"
     )
 }
 
@@ -865,7 +906,11 @@ fn parse_traf(
     let decode_time = if tfdt_v1 {
         field(be64(data, tfdt.body + 4), tfdt.start, "the tfdt box")?
     } else {
-        u64::from(field(be32(data, tfdt.body + 4), tfdt.start, "the tfdt box")?)
+        u64::from(field(
+            be32(data, tfdt.body + 4),
+            tfdt.start,
+            "the tfdt box",
+        )?)
     };
     let mut duration = 0u64;
     let mut samples = 0u32;
@@ -977,8 +1022,8 @@ pub fn render_fragment(
     }
     for run in &frag.runs {
         let ts = movie.tracks[run.track].timescale;
-        let shift = u128::from(loops) * u128::from(period) * u128::from(ts)
-            / u128::from(period_ts.max(1));
+        let shift =
+            u128::from(loops) * u128::from(period) * u128::from(ts) / u128::from(period_ts.max(1));
         let t = u128::from(run.decode_time) + shift;
         if run.tfdt_v1 {
             let t = u64::try_from(t).unwrap_or(u64::MAX);
@@ -1024,7 +1069,11 @@ pub fn fragment_times(bytes: &[u8]) -> Result<(u32, Vec<u64>), Mp4Error> {
         let t = if bytes.get(tfdt.body) == Some(&1) {
             field(be64(bytes, tfdt.body + 4), tfdt.start, "the tfdt box")?
         } else {
-            u64::from(field(be32(bytes, tfdt.body + 4), tfdt.start, "the tfdt box")?)
+            u64::from(field(
+                be32(bytes, tfdt.body + 4),
+                tfdt.start,
+                "the tfdt box",
+            )?)
         };
         times.push(t);
     }
@@ -1118,9 +1167,16 @@ mod tests {
         let (_, next_times) = fragment_times(&out).unwrap();
         for (i, run) in m.fragments[last].runs.iter().enumerate() {
             let end = end_times[i] + run.duration;
-            assert!(next_times[i] <= end, "track {i}: gap {} > {end}", next_times[i]);
+            assert!(
+                next_times[i] <= end,
+                "track {i}: gap {} > {end}",
+                next_times[i]
+            );
             let ts = u64::from(m.tracks[run.track].timescale);
-            assert!(end - next_times[i] < ts / 10, "track {i}: overlap too large");
+            assert!(
+                end - next_times[i] < ts / 10,
+                "track {i}: overlap too large"
+            );
         }
     }
 
@@ -1144,7 +1200,9 @@ mod tests {
         file.extend(boxed(b"mdat", &[1, 2, 3]));
         let err = Movie::parse(&file).unwrap_err();
         assert_eq!(err, Mp4Error::NotFragmented);
-        assert!(err.to_string().contains("frag_keyframe+empty_moov+default_base_moof"));
+        assert!(err
+            .to_string()
+            .contains("frag_keyframe+empty_moov+default_base_moof"));
     }
 
     #[test]
@@ -1187,7 +1245,10 @@ mod tests {
         let mut zero = boxed(b"ftyp", b"isom");
         zero.extend_from_slice(&0u32.to_be_bytes());
         zero.extend_from_slice(b"moov");
-        assert!(matches!(Movie::parse(&zero), Err(Mp4Error::NoTracks { .. })));
+        assert!(matches!(
+            Movie::parse(&zero),
+            Err(Mp4Error::NoTracks { .. })
+        ));
     }
 
     #[test]
@@ -1218,11 +1279,14 @@ mod tests {
             vp9_codec(b"vp09", &[1, 0, 0, 0, 0, 31, 0x80]).as_deref(),
             Some("vp09.00.31.08")
         );
-        assert_eq!(av1_codec(&[0x81, 0x08, 0x0c]).as_deref(), Some("av01.0.08M.08"));
+        assert_eq!(
+            av1_codec(&[0x81, 0x08, 0x0c]).as_deref(),
+            Some("av01.0.08M.08")
+        );
         // ES_Descriptor -> DecoderConfigDescriptor(0x40) -> DecoderSpecificInfo AOT 5 (HE-AAC)
         let esds = [
-            0, 0, 0, 0, 0x03, 0x19, 0, 1, 0, 0x04, 0x11, 0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-            0, 0, 0x05, 0x02, 0x28, 0x00,
+            0, 0, 0, 0, 0x03, 0x19, 0, 1, 0, 0x04, 0x11, 0x40, 0x15, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+            0, 0x05, 0x02, 0x28, 0x00,
         ];
         assert_eq!(esds_codec(&esds).as_deref(), Some("mp4a.40.5"));
     }

@@ -64,7 +64,8 @@ impl Playout {
             sequence: 0,
             anchor: start,
             backlog: VecDeque::new(),
-            window,
+            // The window is media time; at N× speed it passes N times faster.
+            window: window / speed.max(1),
             scratch: Vec::new(),
         }
     }
@@ -131,7 +132,10 @@ impl Playout {
             mfhd_seq,
             &mut self.scratch,
         ) {
-            log::warn!("a 32-bit tfdt wrapped at loop {}; players may stall", self.loops);
+            log::warn!(
+                "a 32-bit tfdt wrapped at loop {}; players may stall",
+                self.loops
+            );
         }
         let keyframe = self.movie.fragments[index].keyframe;
         let frame = data_frame(self.sequence, wall_ms, keyframe, &self.scratch);
@@ -223,12 +227,17 @@ mod tests {
         let t0 = Instant::now();
         let mut p = playout(t0, 1);
         assert_eq!(p.poll(t0, 5, SAMPLE).unwrap().sequence(), Some(1));
-        assert!(p.poll(t0, 5, SAMPLE).is_none(), "second fragment is not due yet");
+        assert!(
+            p.poll(t0, 5, SAMPLE).is_none(),
+            "second fragment is not due yet"
+        );
         assert_eq!(p.next_due(), t0 + Duration::from_secs(1));
         assert!(p.poll(t0 + Duration::from_millis(999), 5, SAMPLE).is_none());
         let f = p.poll(t0 + Duration::from_secs(1), 6, SAMPLE).unwrap();
         assert_eq!(f.sequence(), Some(2));
-        assert!(std::str::from_utf8(&f.bytes).unwrap().starts_with("id: 2.6\n"));
+        assert!(std::str::from_utf8(&f.bytes)
+            .unwrap()
+            .starts_with("id: 2.6\n"));
     }
 
     #[test]
@@ -271,7 +280,10 @@ mod tests {
         p.poll(t0, 0, SAMPLE).unwrap();
         let late = t0 + Duration::from_secs(60);
         assert!(p.poll(late, 0, SAMPLE).is_some());
-        assert!(p.poll(late, 0, SAMPLE).is_none(), "no burst of missed fragments");
+        assert!(
+            p.poll(late, 0, SAMPLE).is_none(),
+            "no burst of missed fragments"
+        );
         assert_eq!(p.next_due(), late + Duration::from_secs(1));
     }
 
@@ -307,11 +319,17 @@ mod tests {
         };
         let (resumed, frames) = p.start_frames(Some(id));
         assert!(resumed);
-        assert_eq!(frames.filter_map(|f| f.sequence()).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            frames.filter_map(|f| f.sequence()).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         let stale = EventId {
             sequence: 2,
             live_ms: 99,
         };
-        assert!(!p.start_frames(Some(stale)).0, "same sequence from another run");
+        assert!(
+            !p.start_frames(Some(stale)).0,
+            "same sequence from another run"
+        );
     }
 }

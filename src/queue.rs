@@ -261,7 +261,12 @@ mod tests {
         }
         assert_eq!(s.writes, 5);
         let ids = events(&s.out);
-        assert_eq!(ids, (1..=5).map(|s| format!("id: {s}.{}", 1000 + s)).collect::<Vec<_>>());
+        assert_eq!(
+            ids,
+            (1..=5)
+                .map(|s| format!("id: {s}.{}", 1000 + s))
+                .collect::<Vec<_>>()
+        );
         assert!(q.is_empty());
     }
 

@@ -309,7 +309,8 @@ impl Server {
             now,
         ));
         debug_assert_eq!(inserted, key, "the slab must use the key it promised");
-        self.head_timers.push_back((now + self.head_timeout, key, id));
+        self.head_timers
+            .push_back((now + self.head_timeout, key, id));
         self.stats.accepted += 1;
         log::debug!("connection {id} from {peer}");
     }
@@ -366,7 +367,7 @@ impl Server {
         };
         if conn.phase() == Phase::Stream {
             self.viewers -= 1;
-            self.stats.skipped += conn.skipped();
+            self.stats.skipped += conn.total_skipped();
             log::debug!("viewer {} left ({} watching)", conn.id, self.viewers);
         }
         // Dropping the socket closes it, which also removes it from the poll set.
@@ -398,7 +399,7 @@ impl Server {
                 self.viewers,
                 self.conns.len(),
                 self.stats.fragments,
-                self.stats.skipped + self.conns.iter().map(|(_, c)| c.skipped()).sum::<u64>(),
+                self.stats.skipped + self.conns.iter().map(|(_, c)| c.total_skipped()).sum::<u64>(),
                 self.playout.backlog_len(),
                 self.playout.backlog_bytes() / 1024
             );

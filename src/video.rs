@@ -15,11 +15,23 @@ pub const SAMPLE: &[u8] = include_bytes!("../web/sample.mp4");
 /// Why a video cannot be (or can no longer be) played.
 #[derive(Debug)]
 pub enum VideoError {
-    Open { path: PathBuf, source: io::Error },
-    Empty { path: PathBuf },
-    Parse { path: PathBuf, source: Mp4Error },
+    Open {
+        path: PathBuf,
+        source: io::Error,
+    },
+    Empty {
+        path: PathBuf,
+    },
+    Parse {
+        path: PathBuf,
+        source: Mp4Error,
+    },
     /// The file got shorter while mapped: reading past its new end would kill the process.
-    Shrunk { path: PathBuf, mapped: u64, now: u64 },
+    Shrunk {
+        path: PathBuf,
+        mapped: u64,
+        now: u64,
+    },
 }
 
 impl fmt::Display for VideoError {

@@ -48,21 +48,29 @@ impl TestServer {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .expect("server did not log 'listening on' within 20 s");
+            let Ok(line) = rx.recv_timeout(left) else {
+                break None;
+            };
             if let Some(rest) = line.split("listening on http://").nth(1) {
-                let addr = rest.trim_end_matches('/').split('/').next().unwrap_or("");
-                let addr = addr.parse().expect("listen address");
-                return TestServer {
-                    addr,
-                    child,
-                    log: rx,
-                };
+                let addr = rest.split('/').next().unwrap_or("");
+                break addr.parse().ok();
+            }
+        };
+        let mut server = TestServer {
+            addr: "0.0.0.0:0".parse().unwrap(),
+            child,
+            log: rx,
+        };
+        match addr {
+            Some(addr) => server.addr = addr,
+            None => {
+                let status = server.child.try_wait();
+                panic!("server did not log 'listening on' within 20 s (exit: {status:?})");
             }
         }
+        server
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -157,7 +165,11 @@ impl SseReader {
     pub fn open(addr: SocketAddr, path: &str, extra_headers: &str) -> SseReader {
         let mut s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: test\r\n{extra_headers}\r\n").expect("send");
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: test\r\n{extra_headers}\r\n"
+        )
+        .expect("send");
         let mut reader = BufReader::new(s);
         let mut head = String::new();
         loop {
