@@ -24,6 +24,8 @@ pub struct Config {
     pub stall_timeout: Duration,
     /// Playout speed, N× real time (for benchmarks).
     pub speed: u32,
+    /// How often a summary line is logged.
+    pub stats_every: Duration,
 }
 
 impl Default for Config {
@@ -37,6 +39,7 @@ impl Default for Config {
             head_timeout: Duration::from_secs(10),
             stall_timeout: Duration::from_secs(30),
             speed: 1,
+            stats_every: Duration::from_secs(60),
         }
     }
 }
@@ -76,6 +79,8 @@ OPTIONS:
         --stall-timeout TIME Time a viewer may stay stuck behind before it is disconnected
                              [default: 30s]
         --speed N            Play N times faster than real time, for benchmarks [default: 1]
+        --stats-every TIME   How often to log a summary line (viewers, connections, queued
+                             bytes, skipped fragments) [default: 60s]
     -h, --help               Print this help
     -V, --version            Print the version
 
@@ -155,6 +160,13 @@ where
                     .ok_or_else(|| {
                         format!("--speed: '{v}' is not a whole number from 1 to 1000")
                     })?;
+            }
+            Long("stats-every") => {
+                let v = string_value(&mut parser, "--stats-every")?;
+                cfg.stats_every = parse_duration(&v).map_err(|e| format!("--stats-every: {e}"))?;
+                if cfg.stats_every.is_zero() {
+                    return Err("--stats-every: must be more than 0".into());
+                }
             }
             Value(v) if cfg.video.is_none() => cfg.video = Some(PathBuf::from(v)),
             Value(v) => {

@@ -3,7 +3,7 @@
 //! keeps its own poll interest right, but never touches the slab or the timers: every handler
 //! returns a [`Next`] and the server acts on it.
 
-use crate::http::{parse_request, Parsed, Request, Responses, Route, Status};
+use crate::http::{HeadReader, Parsed, Request, Responses, Route, Status};
 use crate::playout::Playout;
 use crate::queue::{ClientQueue, Drain};
 use crate::sse::{Frame, KEEPALIVE};
@@ -60,7 +60,7 @@ pub struct Connection {
     phase: Phase,
     queue: ClientQueue,
     /// A request head that arrived in pieces; empty (and unallocated) otherwise.
-    head: Vec<u8>,
+    head: HeadReader,
     writable_interest: bool,
     /// Accepted over the connection limit: whatever it asks, it gets 503.
     reject: bool,
@@ -84,7 +84,7 @@ impl Connection {
             socket,
             phase: Phase::ReadHead,
             queue: ClientQueue::new(client_queue),
-            head: Vec::new(),
+            head: HeadReader::default(),
             writable_interest: false,
             reject,
             peer_closed: false,
@@ -174,20 +174,8 @@ impl Connection {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return close_on(&e),
             };
-            let parsed = if self.head.is_empty() {
-                let p = parse_request(&ctx.scratch[..n]);
-                if p == Parsed::Partial {
-                    self.head.extend_from_slice(&ctx.scratch[..n]);
-                }
-                p
-            } else {
-                self.head.extend_from_slice(&ctx.scratch[..n]);
-                parse_request(&self.head)
-            };
-            // INVARIANT: parse_request answers Done once more than MAX_HEAD bytes are buffered,
-            // so this loop ends and `head` stays bounded.
-            if let Parsed::Done(result) = parsed {
-                self.head = Vec::new();
+            // The loop ends: the head reader answers Done once it holds more than MAX_HEAD.
+            if let Parsed::Done(result) = self.head.feed(&ctx.scratch[..n]) {
                 return self.start_response(result, ctx);
             }
         }

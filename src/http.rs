@@ -118,6 +118,39 @@ pub enum Parsed {
     Done(Result<Request, Status>),
 }
 
+/// Collects a request head that may arrive in pieces. The common case, a head that arrives in
+/// one read, is parsed straight from the caller's buffer and never copied or allocated.
+#[derive(Debug, Default)]
+pub struct HeadReader {
+    buf: Vec<u8>,
+}
+
+impl HeadReader {
+    /// Feeds the bytes of one read.
+    ///
+    /// INVARIANT: the buffer never holds more than `MAX_HEAD` bytes plus one read, because
+    /// `parse_request` answers `Done` once more than `MAX_HEAD` bytes are buffered.
+    pub fn feed(&mut self, bytes: &[u8]) -> Parsed {
+        let parsed = if self.buf.is_empty() {
+            parse_request(bytes)
+        } else {
+            self.buf.extend_from_slice(bytes);
+            parse_request(&self.buf)
+        };
+        match parsed {
+            Parsed::Partial if self.buf.is_empty() => self.buf.extend_from_slice(bytes),
+            Parsed::Partial => {}
+            Parsed::Done(_) => self.buf = Vec::new(),
+        }
+        parsed
+    }
+
+    /// Bytes held while waiting for the rest of the head.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+}
+
 /// Parses and routes a request head from the bytes received so far. Bytes after the head (a body
 /// or pipelined requests) are ignored: every non-stream response closes the connection.
 pub fn parse_request(buf: &[u8]) -> Parsed {
@@ -452,6 +485,34 @@ mod tests {
             parse_request(b"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n"),
             Parsed::Done(Err(Status::BadRequest))
         );
+    }
+
+    #[test]
+    fn head_reader_gives_the_same_answer_for_every_split() {
+        let req = b"GET /events?last_event_id=5.6 HTTP/1.1\r\nHost: x\r\n\r\n";
+        let whole = HeadReader::default().feed(req);
+        assert!(matches!(whole, Parsed::Done(Ok(_))));
+        for cut in 1..req.len() {
+            let mut r = HeadReader::default();
+            assert_eq!(r.feed(&req[..cut]), Parsed::Partial, "cut at {cut}");
+            assert_eq!(r.buffered(), cut);
+            assert_eq!(r.feed(&req[cut..]), whole, "cut at {cut}");
+            assert_eq!(r.buffered(), 0);
+        }
+        // A head that never ends is cut off just past MAX_HEAD.
+        let mut r = HeadReader::default();
+        assert_eq!(r.feed(b"GET / HTTP/1.1\r\nX: "), Parsed::Partial);
+        let mut fed = 0;
+        let verdict = loop {
+            match r.feed(b"aaaa") {
+                Parsed::Partial => fed += 4,
+                done => break done,
+            }
+            assert!(r.buffered() <= MAX_HEAD + 4);
+        };
+        assert_eq!(verdict, Parsed::Done(Err(Status::HeadTooLarge)));
+        assert!(fed <= MAX_HEAD);
+        assert_eq!(r.buffered(), 0);
     }
 
     #[test]

@@ -32,8 +32,6 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(200);
 const LINGER: Duration = Duration::from_secs(2);
 /// Silence after which viewers get a keepalive comment.
 const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
-/// How often a summary line is logged.
-const STATS_EVERY: Duration = Duration::from_secs(60);
 /// Most fragments released in one loop iteration (the playout re-anchors if it falls further
 /// behind, so this only bounds a burst).
 const MAX_RELEASES_PER_TICK: usize = 64;
@@ -87,6 +85,7 @@ pub struct Server {
     client_queue: usize,
     head_timeout: Duration,
     stall_timeout: Duration,
+    stats_every: Duration,
     max_clients: usize,
     /// Connections kept at most: viewers plus room to answer 503 and serve the page.
     slab_cap: usize,
@@ -153,6 +152,7 @@ impl Server {
             client_queue: cfg.client_queue,
             head_timeout: cfg.head_timeout,
             stall_timeout: cfg.stall_timeout,
+            stats_every: cfg.stats_every,
             max_clients,
             slab_cap: max_clients + max_clients / 16 + 16,
             head_timers: VecDeque::new(),
@@ -165,7 +165,7 @@ impl Server {
             listener_ready: false,
             accept_paused_until: None,
             last_output: now,
-            next_stats: now + STATS_EVERY,
+            next_stats: now + cfg.stats_every,
             stats: Stats::default(),
         })
     }
@@ -393,16 +393,8 @@ impl Server {
             self.accept(now);
         }
         if now >= self.next_stats {
-            self.next_stats = now + STATS_EVERY;
-            log::info!(
-                "{} viewers, {} connections, {} fragments live so far, {} skipped by slow viewers, backlog {} fragments ({} KiB)",
-                self.viewers,
-                self.conns.len(),
-                self.stats.fragments,
-                self.stats.skipped + self.conns.iter().map(|(_, c)| c.total_skipped()).sum::<u64>(),
-                self.playout.backlog_len(),
-                self.playout.backlog_bytes() / 1024
-            );
+            self.next_stats = now + self.stats_every;
+            self.log_stats();
         }
         Ok(())
     }
@@ -485,6 +477,24 @@ impl Server {
                 self.close(key);
             }
         }
+    }
+
+    fn log_stats(&self) {
+        let (mut queued, mut skipped) = (0usize, self.stats.skipped);
+        for (_, c) in &self.conns {
+            queued += c.pending();
+            skipped += c.total_skipped();
+        }
+        log::info!(
+            "stats: {} viewers, {} connections, {} KiB queued, {} fragments live, {} skipped by slow viewers, backlog {} fragments ({} KiB)",
+            self.viewers,
+            self.conns.len(),
+            queued / 1024,
+            self.stats.fragments,
+            skipped,
+            self.playout.backlog_len(),
+            self.playout.backlog_bytes() / 1024
+        );
     }
 
     /// Connected viewers.
