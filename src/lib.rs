@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod fuzzing;
 pub mod http;
 pub mod mp4;
 pub mod playout;
