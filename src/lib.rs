@@ -4,6 +4,7 @@
 pub mod config;
 pub mod conn;
 pub mod fuzzing;
+pub mod harness;
 pub mod http;
 pub mod mp4;
 pub mod playout;

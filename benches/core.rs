@@ -1,0 +1,83 @@
+//! Criterion benches for the hot paths: HTTP request parsing, SSE encoding of a fragment, MP4
+//! splitting of the sample, and the per-viewer cost of delivering one fragment (offer to the
+//! queue + one vectored write to a real loopback socket), reported per viewer.
+//!
+//! Run: `cargo bench --bench core` (add `-- --quick` for a fast pass).
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ssecast::harness::FanoutHarness;
+use ssecast::http::{parse_request, Parsed};
+use ssecast::mp4::Movie;
+use ssecast::sse::data_frame;
+use ssecast::video::SAMPLE;
+use std::time::{Duration, Instant};
+
+fn http_parse(c: &mut Criterion) {
+    let req: &[u8] = b"GET /events?last_event_id=1234.1732400000123 HTTP/1.1\r\n\
+        Host: 192.168.1.20:8080\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n\
+        Accept: text/event-stream\r\nCache-Control: no-cache\r\nAccept-Encoding: gzip, deflate\r\n\
+        Accept-Language: en-US,en;q=0.9\r\nConnection: keep-alive\r\n\r\n";
+    let mut g = c.benchmark_group("http");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_request", |b| {
+        b.iter(|| {
+            let p = parse_request(black_box(req));
+            assert!(matches!(p, Parsed::Done(Ok(_))));
+            p
+        })
+    });
+    g.finish();
+}
+
+fn sse_encode(c: &mut Criterion) {
+    let movie = Movie::parse(SAMPLE).expect("sample");
+    let frag = &SAMPLE[movie.fragments[1].range.clone()];
+    let mut g = c.benchmark_group("sse");
+    g.throughput(Throughput::Bytes(frag.len() as u64));
+    g.bench_function("encode_fragment", |b| {
+        b.iter(|| data_frame(black_box(42), 1_732_400_000_123, true, black_box(frag)))
+    });
+    g.finish();
+}
+
+fn mp4_split(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mp4");
+    g.throughput(Throughput::Bytes(SAMPLE.len() as u64));
+    g.bench_function("parse_sample", |b| {
+        b.iter(|| Movie::parse(black_box(SAMPLE)).expect("sample"))
+    });
+    g.finish();
+}
+
+/// Per-viewer cost of one fragment: measured over `n` viewers, reported per viewer.
+fn deliver(c: &mut Criterion) {
+    let mut g = c.benchmark_group("deliver_per_viewer");
+    g.measurement_time(Duration::from_secs(4));
+    for &(label, payload) in &[("1KiB", 1024usize), ("sample_fragment", 0)] {
+        for &n in &[100usize, 1000] {
+            let mut h = FanoutHarness::new(n, 64 << 20).expect("harness");
+            let frame = if payload == 0 {
+                h.next_fragment()
+            } else {
+                data_frame(1, 0, true, &vec![7u8; payload])
+            };
+            g.throughput(Throughput::Elements(n as u64));
+            g.bench_with_input(BenchmarkId::new(label, n), &n, |b, _| {
+                b.iter_custom(|iters| {
+                    let mut spent = Duration::ZERO;
+                    for _ in 0..iters {
+                        let t = Instant::now();
+                        black_box(h.deliver(&frame));
+                        spent += t.elapsed();
+                        h.drain_readers().expect("drain");
+                    }
+                    spent
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, http_parse, sse_encode, mp4_split, deliver);
+criterion_main!(benches);
