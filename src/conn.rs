@@ -8,7 +8,7 @@ use crate::playout::Playout;
 use crate::queue::{ClientQueue, Drain};
 use crate::sse::{Frame, KEEPALIVE};
 use mio::net::TcpStream;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Poll, Registry, Token};
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::rc::Rc;
@@ -50,6 +50,30 @@ pub struct Ctx<'a> {
     pub playout: &'a Playout,
     pub responses: &'a Responses,
     pub stall_timeout: Duration,
+}
+
+/// What every handler needs besides the connection's own state, owned by whoever drives the
+/// connections (the server, or the bench harness).
+pub struct Shared {
+    pub poll: Poll,
+    pub playout: Playout,
+    pub responses: Responses,
+    /// One read buffer for every connection.
+    pub scratch: Box<[u8]>,
+    pub stall_timeout: Duration,
+}
+
+impl Shared {
+    pub fn ctx(&mut self, now: Instant) -> Ctx<'_> {
+        Ctx {
+            registry: self.poll.registry(),
+            scratch: &mut self.scratch,
+            now,
+            playout: &self.playout,
+            responses: &self.responses,
+            stall_timeout: self.stall_timeout,
+        }
+    }
 }
 
 pub struct Connection {

@@ -3,7 +3,7 @@
 //! fragment can be benchmarked (benches/core.rs) and checked for allocations (tests/alloc.rs).
 //! Not used by the server itself.
 
-use crate::conn::{Connection, Ctx, Next, Phase};
+use crate::conn::{Connection, Next, Phase, Shared};
 use crate::http::Responses;
 use crate::mp4::Movie;
 use crate::playout::Playout;
@@ -16,12 +16,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 pub struct FanoutHarness {
-    poll: Poll,
-    playout: Playout,
-    responses: Responses,
+    shared: Shared,
     conns: Vec<Connection>,
     readers: Vec<TcpStream>,
-    scratch: Vec<u8>,
     now: Instant,
 }
 
@@ -33,12 +30,15 @@ impl FanoutHarness {
         let movie = Movie::parse(SAMPLE).map_err(io::Error::other)?;
         let playout = Playout::new(movie, now, Duration::from_secs(10), 1);
         let mut h = FanoutHarness {
-            poll: Poll::new()?,
-            playout,
-            responses: Responses::new(),
+            shared: Shared {
+                poll: Poll::new()?,
+                playout,
+                responses: Responses::new(),
+                scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
+                stall_timeout: Duration::from_secs(3600),
+            },
             conns: Vec::with_capacity(n),
             readers: Vec::with_capacity(n),
-            scratch: vec![0u8; 64 * 1024],
             now,
         };
         let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -49,20 +49,14 @@ impl FanoutHarness {
             server_side.set_nonblocking(true)?;
             let mut socket = mio::net::TcpStream::from_std(server_side);
             let token = Token(i);
-            h.poll
+            h.shared
+                .poll
                 .registry()
                 .register(&mut socket, token, Interest::READABLE)?;
             reader.write_all(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")?;
             reader.set_nonblocking(true)?;
             let mut conn = Connection::new(i as u64, token, socket, client_queue, false, now);
-            let mut ctx = Ctx {
-                registry: h.poll.registry(),
-                scratch: &mut h.scratch,
-                now,
-                playout: &h.playout,
-                responses: &h.responses,
-                stall_timeout: Duration::from_secs(3600),
-            };
+            let mut ctx = h.shared.ctx(now);
             // The request is already in the socket's receive queue on loopback, but give it a
             // few tries rather than assume.
             for _ in 0..1000 {
@@ -87,9 +81,9 @@ impl FanoutHarness {
     /// The next live fragment of the sample, encoded as the server would.
     pub fn next_fragment(&mut self) -> Rc<Frame> {
         loop {
-            let due = self.playout.next_due();
+            let due = self.shared.playout.next_due();
             self.now = self.now.max(due);
-            if let Some(f) = self.playout.poll(self.now, 0, SAMPLE) {
+            if let Some(f) = self.shared.playout.poll(self.now, 0, SAMPLE) {
                 return f;
             }
         }
@@ -98,14 +92,7 @@ impl FanoutHarness {
     /// Offers `frame` to every viewer exactly as the server's fan-out does. Returns how many
     /// viewers would have been closed.
     pub fn deliver(&mut self, frame: &Rc<Frame>) -> usize {
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            scratch: &mut self.scratch,
-            now: self.now,
-            playout: &self.playout,
-            responses: &self.responses,
-            stall_timeout: Duration::from_secs(3600),
-        };
+        let mut ctx = self.shared.ctx(self.now);
         let mut closed = 0;
         for c in &mut self.conns {
             if c.deliver(frame, &mut ctx) == Next::Close {
@@ -135,14 +122,7 @@ impl FanoutHarness {
                     }
                 }
             }
-            let mut ctx = Ctx {
-                registry: self.poll.registry(),
-                scratch: &mut self.scratch,
-                now: self.now,
-                playout: &self.playout,
-                responses: &self.responses,
-                stall_timeout: Duration::from_secs(3600),
-            };
+            let mut ctx = self.shared.ctx(self.now);
             let mut pending = 0;
             for c in &mut self.conns {
                 if c.pending() > 0 {

@@ -4,7 +4,7 @@
 //! and runs the timers (head timeouts, lingering closes, keepalives) that set the poll timeout.
 
 use crate::config::Config;
-use crate::conn::{Connection, Ctx, Next, Phase};
+use crate::conn::{Connection, Next, Phase, Shared};
 use crate::http::Responses;
 use crate::playout::Playout;
 use crate::sse::{Frame, KEEPALIVE};
@@ -73,18 +73,15 @@ pub struct Stats {
 }
 
 pub struct Server {
-    poll: Poll,
+    shared: Shared,
     listener: TcpListener,
     local_addr: SocketAddr,
     signals: Signals,
     conns: Slab<Connection>,
-    playout: Playout,
     video: Video,
-    responses: Responses,
     keepalive: Rc<Frame>,
     client_queue: usize,
     head_timeout: Duration,
-    stall_timeout: Duration,
     stats_every: Duration,
     max_clients: usize,
     /// Connections kept at most: viewers plus room to answer 503 and serve the page.
@@ -96,7 +93,6 @@ pub struct Server {
     /// Connections whose drain yielded with output left.
     again: Vec<(usize, u64)>,
     to_close: Vec<usize>,
-    scratch: Box<[u8]>,
     next_id: u64,
     viewers: usize,
     /// The listener may have connections waiting that were not accepted yet.
@@ -140,18 +136,21 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)
             .map_err(ServerError::Io)?;
         Ok(Server {
-            poll,
+            shared: Shared {
+                poll,
+                playout,
+                responses: Responses::new(),
+                scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+                stall_timeout: cfg.stall_timeout,
+            },
             listener,
             local_addr,
             signals,
             conns: Slab::new(),
-            playout,
             video,
-            responses: Responses::new(),
             keepalive: Frame::control(KEEPALIVE),
             client_queue: cfg.client_queue,
             head_timeout: cfg.head_timeout,
-            stall_timeout: cfg.stall_timeout,
             stats_every: cfg.stats_every,
             max_clients,
             slab_cap: max_clients + max_clients / 16 + 16,
@@ -159,7 +158,6 @@ impl Server {
             linger_timers: VecDeque::new(),
             again: Vec::new(),
             to_close: Vec::new(),
-            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             next_id: 0,
             viewers: 0,
             listener_ready: false,
@@ -175,7 +173,7 @@ impl Server {
     }
 
     pub fn playout(&self) -> &Playout {
-        &self.playout
+        &self.shared.playout
     }
 
     pub fn video(&self) -> &Video {
@@ -188,7 +186,7 @@ impl Server {
         loop {
             let now = Instant::now();
             let timeout = self.poll_timeout(now);
-            match self.poll.poll(&mut events, Some(timeout)) {
+            match self.shared.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ServerError::Io(e)),
@@ -229,7 +227,7 @@ impl Server {
         if !self.again.is_empty() || can_accept {
             return Duration::ZERO;
         }
-        let mut next = self.playout.next_due().min(self.next_stats);
+        let mut next = self.shared.playout.next_due().min(self.next_stats);
         next = next.min(self.last_output + KEEPALIVE_AFTER);
         for t in [
             self.head_timers.front().map(|t| t.0),
@@ -282,6 +280,7 @@ impl Server {
         let key = self.conns.vacant_key();
         let token = Token(key);
         if let Err(e) = self
+            .shared
             .poll
             .registry()
             .register(&mut socket, token, Interest::READABLE)
@@ -320,14 +319,7 @@ impl Server {
             return;
         };
         let before = conn.phase();
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            scratch: &mut self.scratch,
-            now,
-            playout: &self.playout,
-            responses: &self.responses,
-            stall_timeout: self.stall_timeout,
-        };
+        let mut ctx = self.shared.ctx(now);
         let mut next = Next::Continue;
         if writable {
             next = conn.on_writable(&mut ctx);
@@ -401,14 +393,14 @@ impl Server {
 
     fn release_fragments(&mut self, now: Instant) -> Result<(), ServerError> {
         for _ in 0..MAX_RELEASES_PER_TICK {
-            if now < self.playout.next_due() {
+            if now < self.shared.playout.next_due() {
                 return Ok(());
             }
             self.video.check()?;
             let wall_ms = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
-            let Some(frame) = self.playout.poll(now, wall_ms, self.video.bytes()) else {
+            let Some(frame) = self.shared.playout.poll(now, wall_ms, self.video.bytes()) else {
                 return Ok(());
             };
             self.stats.fragments += 1;
@@ -422,14 +414,7 @@ impl Server {
     /// vectored write each.
     fn fan_out(&mut self, frame: &Rc<Frame>, now: Instant, keepalive: bool) {
         self.last_output = now;
-        let mut ctx = Ctx {
-            registry: self.poll.registry(),
-            scratch: &mut self.scratch,
-            now,
-            playout: &self.playout,
-            responses: &self.responses,
-            stall_timeout: self.stall_timeout,
-        };
+        let mut ctx = self.shared.ctx(now);
         for (key, conn) in self.conns.iter_mut() {
             let next = if keepalive {
                 conn.keepalive(frame, &mut ctx)
@@ -460,7 +445,7 @@ impl Server {
             };
             if conn.id == id && conn.phase() == Phase::ReadHead {
                 log::debug!("connection {id} sent no complete request in time");
-                conn.head_timed_out(&self.responses);
+                conn.head_timed_out(&self.shared.responses);
                 self.close(key);
             }
         }
@@ -492,8 +477,8 @@ impl Server {
             queued / 1024,
             self.stats.fragments,
             skipped,
-            self.playout.backlog_len(),
-            self.playout.backlog_bytes() / 1024
+            self.shared.playout.backlog_len(),
+            self.shared.playout.backlog_bytes() / 1024
         );
     }
 

@@ -1,0 +1,283 @@
+//! The event loop: one mio `Poll`, a slab of [`Client`]s keyed by token, the connection ramp, the
+//! measurement window and its grace period, connect timeouts, and the one read buffer shared by
+//! every client. It turns client outcomes into totals and assembles the [`Report`]; the
+//! per-connection protocol work is in `client.rs`.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token};
+use slab::Slab;
+
+use crate::client::{self, Client, Outcome, Recorder};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::histogram::Histogram;
+use crate::report::{Report, Totals};
+use crate::spread::SpreadTracker;
+use crate::sys;
+
+/// The read buffer shared by all clients: large enough that one read usually takes everything a
+/// socket holds (a 1 s fragment is ~70 KB of base64).
+const READ_BUF_SIZE: usize = 1024 * 1024;
+const EVENTS_CAPACITY: usize = 4096;
+/// A client must get its response head within this long of starting to connect.
+const CONNECT_TIMEOUT_US: u64 = 10_000_000;
+/// After the window, how long events already in flight may take to reach every client.
+const GRACE_US: u64 = 2_000_000;
+/// Housekeeping period (timeouts, spread finalization).
+const TICK_US: u64 = 100_000;
+/// Connects started per loop turn at most, so reads keep flowing during a steep ramp.
+const CONNECTS_PER_TURN: u32 = 256;
+/// File descriptors kept for things other than clients (epoll, stdio, ...).
+const SPARE_FDS: u64 = 32;
+
+/// Everything the loop mutates besides the poll and the read buffer.
+struct LoopState {
+    clients: Slab<Client>,
+    rec: Recorder,
+    totals: Totals,
+    /// Clients that hit the per-turn read cap and still have data.
+    read_more: VecDeque<usize>,
+}
+
+impl LoopState {
+    /// Applies a client's outcome. `was_streaming`: whether it streamed before this call.
+    fn settle(&mut self, key: usize, was_streaming: bool, outcome: Outcome) {
+        if !was_streaming && self.clients.get(key).is_some_and(Client::is_streaming) {
+            self.totals.connected += 1;
+        }
+        let reason = match outcome {
+            Outcome::Wait => return,
+            Outcome::ReadMore => {
+                self.read_more.push_back(key);
+                return;
+            }
+            Outcome::Failed(failure) => failure.label(),
+            Outcome::Ended(end) => end.label(),
+        };
+        self.close(key, reason);
+    }
+
+    /// Removes a client, counting it as disconnected (if it streamed and the window is still
+    /// open) or failed (if it never streamed).
+    fn close(&mut self, key: usize, reason: String) {
+        let Some(client) = self.clients.try_remove(key) else {
+            return;
+        };
+        if client.is_streaming() {
+            self.rec.streaming -= 1;
+            self.totals.add_stream(client.stats());
+            if self.rec.measuring {
+                log::debug!("client {key} disconnected: {reason}");
+                self.totals.disconnect(reason);
+            }
+        } else {
+            log::debug!("client {key} failed: {reason}");
+            self.totals.fail(reason, 1);
+        }
+    }
+}
+
+/// Runs the whole load test. Errors are setup errors (no event loop); everything that happens
+/// to connections is in the report.
+pub fn run(cfg: &Config) -> io::Result<Report> {
+    match sys::raise_nofile_limit() {
+        Ok(limit) if limit < u64::from(cfg.clients) + SPARE_FDS => log::warn!(
+            "the open-file limit is {limit}: at most about {} clients can connect",
+            limit.saturating_sub(SPARE_FDS)
+        ),
+        Ok(_) => {}
+        Err(e) => log::warn!("could not raise the open-file limit: {e}"),
+    }
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(EVENTS_CAPACITY);
+    let mut buf = vec![0u8; READ_BUF_SIZE];
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
+        cfg.target.path, cfg.target.host
+    )
+    .into_bytes();
+    // Several source addresses only help (and only work) towards an IPv4 loopback target.
+    let sources = match cfg.target.addr.ip() {
+        IpAddr::V4(v4) if v4.is_loopback() && cfg.sources > 1 => u32::from(cfg.sources),
+        _ => 1,
+    };
+    let source_of = |i: u32| {
+        (sources > 1).then(|| {
+            let last = 1 + (i % sources) as u8;
+            SocketAddr::new(Ipv4Addr::new(127, 0, 0, last).into(), 0)
+        })
+    };
+
+    let cpu_start = sys::cpu_time();
+    let wall_start = Instant::now();
+    let clock = Clock::start();
+    let window_us = cfg.duration.as_micros() as u64;
+    let mut st = LoopState {
+        clients: Slab::with_capacity(cfg.clients as usize),
+        rec: Recorder {
+            clock,
+            measuring: true,
+            streaming: 0,
+            latency: Histogram::default(),
+            spread: SpreadTracker::default(),
+            expect_interval_us: cfg.expect_interval.map(|d| d.as_micros() as u64),
+        },
+        totals: Totals::default(),
+        read_more: VecDeque::new(),
+    };
+    let mut started: u32 = 0;
+    let mut next_tick_us = TICK_US;
+    log::info!(
+        "loading {} with {} clients at {}/s for {:?}",
+        cfg.target.addr,
+        cfg.clients,
+        cfg.ramp_per_s,
+        cfg.duration
+    );
+
+    loop {
+        let now_us = clock.now().mono_us;
+        if st.rec.measuring && now_us >= window_us {
+            st.rec.measuring = false;
+            log::info!("measurement window over; letting events in flight finish");
+        }
+        if !st.rec.measuring
+            && (now_us >= window_us + GRACE_US || st.rec.spread.settled(st.rec.streaming))
+        {
+            break;
+        }
+
+        // Client i starts at i / ramp seconds.
+        let mut behind = false;
+        if st.rec.measuring && started < cfg.clients {
+            let due = ((now_us as f64 / 1e6 * cfg.ramp_per_s) as u64 + 1).min(cfg.clients.into());
+            let mut batch = 0;
+            while u64::from(started) < due && batch < CONNECTS_PER_TURN {
+                start_client(
+                    &mut st,
+                    poll.registry(),
+                    cfg.target.addr,
+                    source_of(started),
+                    now_us,
+                );
+                started += 1;
+                batch += 1;
+            }
+            behind = u64::from(started) < due;
+        }
+
+        let timeout_us = if behind || !st.read_more.is_empty() {
+            0
+        } else {
+            let mut wake = next_tick_us;
+            if st.rec.measuring {
+                wake = wake.min(window_us);
+                if started < cfg.clients {
+                    let next_start = (f64::from(started) / cfg.ramp_per_s * 1e6).ceil() as u64;
+                    wake = wake.min(next_start);
+                }
+            } else {
+                wake = wake.min(window_us + GRACE_US);
+            }
+            wake.saturating_sub(now_us)
+        };
+        match poll.poll(&mut events, Some(Duration::from_micros(timeout_us))) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+
+        for event in events.iter() {
+            let key = event.token().0;
+            let Some(client) = st.clients.get_mut(key) else {
+                continue;
+            };
+            let was_streaming = client.is_streaming();
+            let drain = event.is_read_closed() || event.is_error();
+            let outcome = client.on_ready(drain, &request, poll.registry(), &mut buf, &mut st.rec);
+            st.settle(key, was_streaming, outcome);
+        }
+        // INVARIANT: each pass takes only the clients queued before it, so one busy client
+        // cannot keep the loop from polling.
+        for _ in 0..st.read_more.len() {
+            let Some(key) = st.read_more.pop_front() else {
+                break;
+            };
+            let Some(client) = st.clients.get_mut(key) else {
+                continue;
+            };
+            let was_streaming = client.is_streaming();
+            let outcome = client.read_more(&mut buf, &mut st.rec);
+            st.settle(key, was_streaming, outcome);
+        }
+
+        let now_us = clock.now().mono_us;
+        if now_us >= next_tick_us {
+            next_tick_us = now_us + TICK_US;
+            let late: Vec<usize> = st
+                .clients
+                .iter()
+                .filter(|(_, c)| {
+                    !c.is_streaming() && now_us.saturating_sub(c.started_us) > CONNECT_TIMEOUT_US
+                })
+                .map(|(key, _)| key)
+                .collect();
+            for key in late {
+                st.close(key, client::Failure::Timeout.label());
+            }
+            st.rec.spread.finalize_old(now_us);
+        }
+    }
+
+    let elapsed_s = wall_start.elapsed().as_secs_f64();
+    for client in st.clients.drain() {
+        if client.is_streaming() {
+            st.totals.add_stream(client.stats());
+        } else {
+            st.totals.fail("still_connecting".into(), 1);
+        }
+    }
+    st.totals
+        .fail("not_started".into(), u64::from(cfg.clients - started));
+    st.rec.spread.finalize_all();
+    Ok(Report {
+        url: format!("http://{}{}", cfg.target.host, cfg.target.path),
+        clients: cfg.clients,
+        ramp_per_s: cfg.ramp_per_s,
+        sources: sources as u8,
+        expect_interval_ms: cfg.expect_interval.map(|d| d.as_secs_f64() * 1000.0),
+        totals: st.totals,
+        latency: st.rec.latency,
+        spread: st.rec.spread,
+        seconds: cfg.duration.as_secs_f64(),
+        elapsed_s,
+        cpu_s: (sys::cpu_time().saturating_sub(cpu_start)).as_secs_f64(),
+    })
+}
+
+/// Starts connecting one client; a failure to even start counts as a failed client.
+fn start_client(
+    st: &mut LoopState,
+    registry: &mio::Registry,
+    addr: SocketAddr,
+    source: Option<SocketAddr>,
+    now_us: u64,
+) {
+    let entry = st.clients.vacant_entry();
+    let started = client::connect(addr, source)
+        .and_then(|stream| Client::new(stream, Token(entry.key()), registry, now_us));
+    match started {
+        Ok(client) => {
+            entry.insert(client);
+        }
+        Err(e) => {
+            let reason = client::Failure::Connect(e).label();
+            log::debug!("could not start a connection: {reason}");
+            st.totals.fail(reason, 1);
+        }
+    }
+}
