@@ -1,0 +1,436 @@
+//! The viewer page in a real browser: starts the server and a headless Chromium driven by
+//! chromedriver (WebDriver is plain HTTP + JSON, spoken here over a `TcpStream`), opens `/`, and
+//! checks that the video plays, has the sample's size, records no media error and plays on
+//! across the sample's loop point. Saves a screenshot to `target/browser-test.png`.
+//!
+//! Skipped (passes with a `skipped:` line) when Chromium or chromedriver is not installed
+//! (Debian: `apt-get install chromium chromium-driver`).
+
+mod util;
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+use util::TestServer;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const INSTALL: &str = "Debian: apt-get install chromium chromium-driver";
+/// The embedded sample is 6 s long; the server loops it with time running on, so its loop
+/// points are at multiples of 6 s on the player's timeline.
+const SAMPLE_SECS: f64 = 6.0;
+
+/// A chromedriver process and its browser session. Dropping it ends the session (which closes
+/// the browser), kills chromedriver's process group as a backstop, and removes the browser
+/// profile, also when the test panics.
+struct Browser {
+    driver: Child,
+    port: u16,
+    session: Option<String>,
+    profile: PathBuf,
+}
+
+impl Browser {
+    /// Starts chromedriver on a free loopback port and opens a headless Chromium session with a
+    /// fresh profile.
+    fn start() -> Browser {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let profile = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("browser-profile-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&profile).expect("create the browser profile directory");
+        let (driver, port) = spawn_driver();
+        let mut browser = Browser {
+            driver,
+            port,
+            session: None,
+            profile,
+        };
+        let caps = json!({
+            "capabilities": {
+                "alwaysMatch": {
+                    "browserName": "chrome",
+                    "goog:chromeOptions": {
+                        "binary": CHROMIUM,
+                        "args": [
+                            "--headless",
+                            "--no-sandbox",
+                            "--disable-gpu",
+                            "--disable-dev-shm-usage",
+                            "--no-first-run",
+                            "--disable-background-networking",
+                            "--disable-component-update",
+                            "--disable-sync",
+                            "--disable-quic",
+                            "--autoplay-policy=no-user-gesture-required",
+                            "--mute-audio",
+                            "--window-size=1024,768",
+                            format!("--user-data-dir={}", browser.profile.display()),
+                        ],
+                    },
+                },
+            },
+        });
+        let reply = webdriver(
+            port,
+            "POST",
+            "/session",
+            Some(&caps),
+            Duration::from_secs(60),
+        )
+        .unwrap_or_else(|e| panic!("creating a Chromium session failed: {e}"));
+        let id = reply["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sessionId in {reply}"));
+        browser.session = Some(id.to_string());
+        browser
+    }
+
+    /// A command on the session; panics with WebDriver's message on failure.
+    fn command(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let session = self.session.as_deref().expect("no session");
+        let path = format!("/session/{session}{path}");
+        webdriver(self.port, method, &path, body, Duration::from_secs(30))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn open(&self, url: &str) {
+        self.command("POST", "/url", Some(&json!({ "url": url })));
+    }
+
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    fn execute(&self, script: &str) -> Value {
+        let body = json!({ "script": script, "args": [] });
+        self.command("POST", "/execute/sync", Some(&body))
+    }
+
+    fn screenshot_png(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let b64 = self.command("GET", "/screenshot", None);
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.as_str().expect("the screenshot is a string"))
+            .expect("the screenshot is base64")
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let path = format!("/session/{session}");
+            let _ = webdriver(self.port, "DELETE", &path, None, Duration::from_secs(10));
+        }
+        // chromedriver and the browser it started are in the process group made at spawn.
+        if let Ok(pgid) = i32::try_from(self.driver.id()) {
+            // SAFETY: kill(2) only sends a signal; no memory is involved. A negative pid names the
+            // process group created for this chromedriver, so only processes this test started
+            // get it.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+        let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+/// Spawns chromedriver in its own process group on a free loopback port and waits (bounded)
+/// until it is ready. A port taken by someone else between probing and binding costs a retry.
+fn spawn_driver() -> (Child, u16) {
+    for _ in 0..3 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free port")
+            .port();
+        let mut driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn chromedriver");
+        let mut exited = false;
+        let ready = util::wait_until(Duration::from_secs(20), || {
+            exited = matches!(driver.try_wait(), Ok(Some(_)));
+            exited
+                || webdriver(port, "GET", "/status", None, Duration::from_secs(2))
+                    .is_ok_and(|v| v["ready"] == json!(true))
+        });
+        if ready && !exited {
+            return (driver, port);
+        }
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+    panic!("chromedriver did not become ready (3 tries)");
+}
+
+/// One WebDriver request to the chromedriver on `port`: returns the reply's `value`, or the
+/// WebDriver error as text.
+fn webdriver(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    timeout: Duration,
+) -> Result<Value, String> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let what = format!("{method} {path}");
+    let io = |e: std::io::Error| format!("{what}: {e}");
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).map_err(io)?;
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\
+         Content-Type: application/json; charset=utf-8\r\nContent-Length: {len}\r\n\
+         Connection: close\r\n\r\n{body}",
+        len = body.len(),
+    )
+    .map_err(io)?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).map_err(io)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("{what}: bad status line {line:?}"))?;
+    let mut length = None;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).map_err(io)?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<usize>().ok();
+            }
+        }
+    }
+    let mut raw = Vec::new();
+    match length {
+        Some(n) => {
+            raw.resize(n, 0);
+            reader.read_exact(&mut raw).map_err(io)?;
+        }
+        None => {
+            reader.read_to_end(&mut raw).map_err(io)?;
+        }
+    }
+    let reply: Value =
+        serde_json::from_slice(&raw).map_err(|e| format!("{what}: reply is not JSON ({e})"))?;
+    let value = reply.get("value").cloned().unwrap_or(Value::Null);
+    if status == 200 {
+        Ok(value)
+    } else {
+        Err(format!("{what}: HTTP {status}: {value}"))
+    }
+}
+
+/// Installed in the page once it has loaded: logs every video frame the browser presents (wall
+/// time in ms, media time in s), so the test sees what a viewer would, not just `currentTime`,
+/// which the audio clock keeps moving even when the picture is frozen.
+const FRAME_LOG: &str = r#"
+window.testFrames = [];
+const v = document.getElementById('video');
+const onFrame = (now, meta) => {
+  window.testFrames.push([now, meta.mediaTime]);
+  if (window.testFrames.length > 5000) window.testFrames.shift();
+  v.requestVideoFrameCallback(onFrame);
+};
+v.requestVideoFrameCallback(onFrame);
+"#;
+
+/// What the page reports about its video, its player and the frames it presented; the argument
+/// is the sample's length in seconds. `crossings` lists each loop point that presented frames
+/// ran through without a jump, with the wall-clock gap (ms) between the frames either side.
+const PROBE: &str = r#"
+const loopSecs = arguments[0];
+const v = document.getElementById('video');
+const s = window.ssecast || {};
+const f = window.testFrames || [];
+let longestFreeze = 0;
+const crossings = [];
+for (let i = 1; i < f.length; i++) {
+  const [wa, ma] = f[i - 1];
+  const [wb, mb] = f[i];
+  longestFreeze = Math.max(longestFreeze, Math.round(wb - wa));
+  const loopPoint = (Math.floor(ma / loopSecs) + 1) * loopSecs;
+  if (mb >= loopPoint && mb - ma < 1) crossings.push([loopPoint, Math.round(wb - wa)]);
+}
+return {
+  time: v.currentTime, width: v.videoWidth, height: v.videoHeight, paused: v.paused,
+  ready: v.readyState, error: v.error ? `${v.error.code} ${v.error.message}` : null,
+  frames: f.length, firstFrame: f.length ? f[0][1] : null,
+  lastFrame: f.length ? f[f.length - 1][1] : null,
+  longestFreeze, crossings,
+  state: s.state || null, errors: s.errors || null, appended: s.appended || 0,
+  seeks: s.seeks || 0, lastSeek: s.lastSeek || '', stalls: s.stalls || 0,
+  resets: s.resets || 0, shifts: s.shifts || 0, mediaSources: s.mediaSources || 0,
+  behind: s.behind, ahead: s.ahead, margin: s.margin,
+  status: document.getElementById('status').textContent,
+  button: document.getElementById('sound').textContent,
+};
+"#;
+
+/// True when Chromium and chromedriver are installed; otherwise says why the test is skipped.
+fn have_browser() -> bool {
+    for tool in [CHROMIUM, CHROMEDRIVER] {
+        if !Path::new(tool).exists() {
+            println!("skipped: {tool} is not installed ({INSTALL})");
+            return false;
+        }
+    }
+    true
+}
+
+/// Opens the viewer page of `server` and starts logging presented frames.
+fn open_viewer(browser: &Browser, server: &TestServer) {
+    browser.open(&server.url("/"));
+    browser.execute(FRAME_LOG);
+}
+
+fn probe(browser: &Browser) -> Value {
+    let body = json!({ "script": PROBE, "args": [SAMPLE_SECS] });
+    browser.command("POST", "/execute/sync", Some(&body))
+}
+
+/// Probes the page every 200 ms until `done` says so (true) or `timeout` passes (false); stops
+/// early when the page recorded a media error or gave up. Returns the last probe.
+fn wait_for(
+    browser: &Browser,
+    timeout: Duration,
+    mut done: impl FnMut(&Value) -> bool,
+) -> (bool, Value) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let p = probe(browser);
+        let gave_up = p["state"] == json!("unsupported") || p["state"] == json!("error");
+        if gave_up || p["error"] != Value::Null || p["errors"] != json!([]) {
+            return (false, p);
+        }
+        if done(&p) {
+            return (true, p);
+        }
+        if Instant::now() >= deadline {
+            return (false, p);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn assert_no_media_errors(p: &Value) {
+    assert_eq!(p["error"], Value::Null, "the video element failed: {p:#}");
+    assert_eq!(p["errors"], json!([]), "the player recorded errors: {p:#}");
+}
+
+fn media_secs(p: &Value, key: &str) -> f64 {
+    p[key].as_f64().unwrap_or(0.0)
+}
+
+#[test]
+fn viewer_page_plays_the_live_stream_across_the_loop_point() {
+    if !have_browser() {
+        return;
+    }
+    let started = Instant::now();
+    let server = TestServer::start(&["--speed", "1"]);
+    let browser = Browser::start();
+    open_viewer(&browser, &server);
+
+    // A new viewer starts at most one sample length before the next loop point, so this takes
+    // about 3 to 8 s; the bound is for a slow machine.
+    let (_, p) = wait_for(&browser, Duration::from_secs(40), |p| {
+        let shown = media_secs(p, "lastFrame") - media_secs(p, "firstFrame");
+        shown >= 3.0 && p["crossings"].as_array().is_some_and(|c| !c.is_empty())
+    });
+
+    let shot = browser.screenshot_png();
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .join("browser-test.png");
+    std::fs::write(&path, &shot).expect("write the screenshot");
+    eprintln!("page state: {p:#}");
+    eprintln!("screenshot: {}", path.display());
+
+    assert!(shot.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+    assert_no_media_errors(&p);
+    assert_eq!(p["state"], json!("connected"), "{p:#}");
+    assert_eq!(p["width"], json!(640), "videoWidth: {p:#}");
+    assert_eq!(p["height"], json!(360), "videoHeight: {p:#}");
+    let shown = media_secs(&p, "lastFrame") - media_secs(&p, "firstFrame");
+    assert!(
+        shown >= 3.0,
+        "frames of only {shown:.2} s of video were shown: {p:#}"
+    );
+    let crossing = &p["crossings"][0];
+    assert!(
+        crossing[1].as_f64().is_some_and(|gap_ms| gap_ms < 500.0),
+        "the picture did not run on through a loop point of the {SAMPLE_SECS} s sample \
+         (crossing [loop point, gap ms]: {crossing}): {p:#}"
+    );
+    assert!(
+        p["longestFreeze"].as_f64().is_some_and(|ms| ms < 1500.0),
+        "the picture froze: {p:#}"
+    );
+    eprintln!("browser test took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// A server restarted with the same file starts its timeline again, and the viewer's Last-Event-ID
+/// is unknown to it: the page must notice that time went back and play on, not freeze.
+#[test]
+fn viewer_page_plays_on_after_the_server_restarts_with_the_same_file() {
+    if !have_browser() {
+        return;
+    }
+    let started = Instant::now();
+    let server = TestServer::start(&["--speed", "1"]);
+    let listen = server.addr.to_string();
+    let browser = Browser::start();
+    open_viewer(&browser, &server);
+
+    // Play long enough that the restarted server's timeline is clearly behind the page's.
+    let (ok, p) = wait_for(&browser, Duration::from_secs(30), |p| {
+        media_secs(p, "lastFrame") >= 5.0
+    });
+    assert!(ok, "playback did not reach 5 s: {p:#}");
+    drop(server);
+    let (ok, p) = wait_for(&browser, Duration::from_secs(10), |p| {
+        p["state"] == json!("reconnecting")
+    });
+    assert!(ok, "the page did not notice the server went away: {p:#}");
+    let before = media_secs(&p, "lastFrame");
+
+    let _server = TestServer::start(&["--speed", "1", "--listen", &listen]);
+    // More than the page had buffered when the server went away (under 2 s) must play.
+    let (_, p) = wait_for(&browser, Duration::from_secs(30), |p| {
+        p["state"] == json!("connected") && media_secs(p, "lastFrame") > before + 3.0
+    });
+    eprintln!("page state: {p:#}");
+    assert_no_media_errors(&p);
+    assert_eq!(p["state"], json!("connected"), "did not reconnect: {p:#}");
+    let after = media_secs(&p, "lastFrame") - before;
+    assert!(
+        after > 3.0,
+        "only {after:.2} s of video after the restart: {p:#}"
+    );
+    assert_eq!(
+        p["mediaSources"],
+        json!(1),
+        "the same init must keep the MediaSource: {p:#}"
+    );
+    assert!(
+        p["shifts"].as_u64() >= Some(1),
+        "the page did not notice the timeline went back: {p:#}"
+    );
+    eprintln!("restart test took {:.1} s", started.elapsed().as_secs_f64());
+}
