@@ -214,6 +214,12 @@ mod tests {
         Playout::new(movie, start, Duration::from_secs(10), speed)
     }
 
+    /// When fragment `i` of the first pass starts, in media time.
+    fn media(p: &Playout, i: usize) -> Duration {
+        let (t, ts) = p.movie().fragment_start(i);
+        Duration::from_nanos(t * 1_000_000_000 / u64::from(ts))
+    }
+
     fn payload(f: &Frame) -> Vec<u8> {
         let text = std::str::from_utf8(&f.bytes).unwrap();
         let line = text.lines().find(|l| l.starts_with("data: ")).unwrap();
@@ -231,9 +237,16 @@ mod tests {
             p.poll(t0, 5, SAMPLE).is_none(),
             "second fragment is not due yet"
         );
-        assert_eq!(p.next_due(), t0 + Duration::from_secs(1));
-        assert!(p.poll(t0 + Duration::from_millis(999), 5, SAMPLE).is_none());
-        let f = p.poll(t0 + Duration::from_secs(1), 6, SAMPLE).unwrap();
+        let second = t0 + media(&p, 1);
+        assert!(
+            media(&p, 1) > Duration::from_millis(990),
+            "fragments are about 1 s"
+        );
+        assert_eq!(p.next_due(), second);
+        assert!(p
+            .poll(second - Duration::from_millis(1), 5, SAMPLE)
+            .is_none());
+        let f = p.poll(second, 6, SAMPLE).unwrap();
         assert_eq!(f.sequence(), Some(2));
         assert!(std::str::from_utf8(&f.bytes)
             .unwrap()
@@ -245,7 +258,7 @@ mod tests {
         let t0 = Instant::now();
         let mut p = playout(t0, 4);
         p.poll(t0, 0, SAMPLE).unwrap();
-        assert_eq!(p.next_due(), t0 + Duration::from_millis(250));
+        assert_eq!(p.next_due(), t0 + media(&p, 1) / 4);
     }
 
     #[test]
@@ -268,9 +281,16 @@ mod tests {
             last_times = Some(times);
         }
         assert_eq!(p.loops(), 3);
-        // 20 fragments of 1 s: the 21st is due 20 s (minus the loop overlap) after the start.
-        let due = p.next_due() - t0;
-        assert!(due > Duration::from_millis(19_900) && due <= Duration::from_secs(20));
+        // 20 fragments are 3 passes of 6 plus 2: the 21st is due 3 loop periods plus the
+        // media time of the sample's third fragment after the start.
+        let (period, ts) = p.movie().loop_period();
+        let loop_len = Duration::from_nanos(period * 1_000_000_000 / u64::from(ts));
+        let want = loop_len * 3 + media(&p, 2);
+        let got = p.next_due() - t0;
+        assert!(
+            got.abs_diff(want) < Duration::from_micros(1),
+            "{got:?} vs {want:?}"
+        );
     }
 
     #[test]
@@ -284,7 +304,7 @@ mod tests {
             p.poll(late, 0, SAMPLE).is_none(),
             "no burst of missed fragments"
         );
-        assert_eq!(p.next_due(), late + Duration::from_secs(1));
+        assert_eq!(p.next_due(), late + (media(&p, 2) - media(&p, 1)));
     }
 
     #[test]

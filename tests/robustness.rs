@@ -328,7 +328,7 @@ fn bad_video_files_are_refused_at_startup_with_the_problem_and_offset() {
         f
     };
     let mut lying = SAMPLE[..2000].to_vec();
-    lying[1234..1238].copy_from_slice(&u32::MAX.to_be_bytes());
+    lying[1235..1239].copy_from_slice(&u32::MAX.to_be_bytes());
     let mut no_tracks = SAMPLE[..28].to_vec();
     no_tracks.extend(8u32.to_be_bytes());
     no_tracks.extend(b"moov");
@@ -336,7 +336,7 @@ fn bad_video_files_are_refused_at_startup_with_the_problem_and_offset() {
         (
             "truncated",
             SAMPLE[..100_000].to_vec(),
-            &["truncated at byte 99479"],
+            &["truncated at byte 49734"],
         ),
         (
             "text",
@@ -352,7 +352,7 @@ fn bad_video_files_are_refused_at_startup_with_the_problem_and_offset() {
                 "frag_keyframe+empty_moov+default_base_moof",
             ],
         ),
-        ("lying", lying, &["truncated at byte 1234"]),
+        ("lying", lying, &["truncated at byte 1235"]),
         (
             "notracks",
             no_tracks,
