@@ -35,8 +35,22 @@ const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
 /// Most fragments released in one loop iteration (the playout re-anchors if it falls further
 /// behind, so this only bounds a burst).
 const MAX_RELEASES_PER_TICK: usize = 64;
+/// Connections the kernel may hold for us while we are busy fanning out (the kernel caps it at
+/// net.core.somaxconn). A crowd joining at once should wait in the queue, not be refused.
+const LISTEN_BACKLOG: i32 = 4096;
 /// Read buffer shared by every connection.
 const SCRATCH: usize = 16 * 1024;
+
+/// A nonblocking listener with address reuse and a deep accept queue.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
 
 /// Why the server stopped or could not start.
 #[derive(Debug)]
@@ -123,7 +137,7 @@ impl Server {
         let now = Instant::now();
         let playout = Playout::new(movie, now, cfg.backlog, cfg.speed);
         let poll = Poll::new().map_err(ServerError::Io)?;
-        let mut listener = TcpListener::bind(cfg.listen).map_err(|source| ServerError::Bind {
+        let mut listener = bind(cfg.listen).map_err(|source| ServerError::Bind {
             addr: cfg.listen,
             source,
         })?;

@@ -23,7 +23,8 @@ OPTIONS:
     --duration SECS         Length of the measurement, from the first connect [default: 10].
                             Afterwards the run waits at most 2 s more so that events already
                             in flight reach every client (only the spread uses that), then
-                            closes everything and prints the report.
+                            closes everything and prints the report. It stops sooner when
+                            every client has failed or been disconnected.
     --sources K             Spread connections over source addresses 127.0.0.1 ..= 127.0.0.K
                             (IPv4 targets only), so more connections fit in the ephemeral port
                             range [default: enough for at most 20000 per address; max 254].

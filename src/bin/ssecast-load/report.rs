@@ -50,7 +50,7 @@ pub struct Report {
     pub totals: Totals,
     pub latency: Histogram,
     pub spread: SpreadTracker,
-    /// Length of the measurement window.
+    /// Length of the measurement window (shorter than asked when every client was gone early).
     pub seconds: f64,
     /// Wall time of the whole run (window, grace, teardown).
     pub elapsed_s: f64,
