@@ -156,7 +156,8 @@ pub fn reset_frame(skipped: u64) -> Rc<Frame> {
     Frame::control(format!("event: reset\ndata: {{\"skipped\":{skipped}}}\n\n").into_bytes())
 }
 
-fn json_escape(v: &str, out: &mut String) {
+/// Appends `v` to `out` escaped for the inside of a JSON string.
+pub fn json_escape(v: &str, out: &mut String) {
     for c in v.chars() {
         match c {
             '"' => out.push_str("\\\""),

@@ -30,6 +30,13 @@ fn status_of(out: &[u8]) -> String {
         .to_string()
 }
 
+/// True once a request for the page gets 200, polling for at most `secs`.
+fn serves_the_page_within(server: &TestServer, secs: u64) -> bool {
+    wait_until(Duration::from_secs(secs), || {
+        status_of(&server.raw(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")).contains("200")
+    })
+}
+
 /// CPU seconds (user + system) the process has used, from /proc.
 fn cpu_secs(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -78,9 +85,7 @@ fn over_the_limit_gets_503_and_viewers_are_unaffected() {
     // Once one leaves, a newcomer gets in.
     drop(viewers.pop());
     assert!(
-        wait_until(Duration::from_secs(10), || {
-            status_of(&server.raw(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")).contains("200")
-        }),
+        serves_the_page_within(&server, 10),
         "no room after a viewer left"
     );
 }
@@ -131,9 +136,7 @@ fn running_out_of_descriptors_pauses_accepting_without_spinning() {
     );
     drop(flood);
     assert!(
-        wait_until(Duration::from_secs(15), || {
-            status_of(&server.raw(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")).contains("200")
-        }),
+        serves_the_page_within(&server, 15),
         "server did not recover once descriptors were free"
     );
 }
