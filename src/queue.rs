@@ -96,7 +96,7 @@ impl ClientQueue {
     /// INVARIANT: a partly written frame (`offset > 0`) is never dropped, so the client's byte
     /// stream is always whole SSE events.
     pub fn offer(&mut self, frame: &Rc<Frame>) -> Offer {
-        if !self.skipping && self.pending + frame.len() <= self.cap {
+        if !self.skipping && self.fits(frame) {
             self.pending += frame.len();
             self.frames.push_back(Rc::clone(frame));
             return Offer::Queued;
@@ -105,7 +105,7 @@ impl ClientQueue {
             self.drop_unstarted();
             self.skipping = true;
         }
-        if frame.is_keyframe() && self.pending + frame.len() <= self.cap {
+        if frame.is_keyframe() && self.fits(frame) {
             let reset = reset_frame(self.skipped);
             self.pending += reset.len() + frame.len();
             self.frames.push_back(reset);
@@ -119,22 +119,33 @@ impl ClientQueue {
         Offer::Skipped
     }
 
-    /// Drops every frame not yet started, counting dropped data frames as skipped.
+    /// A frame fits under the cap, or the queue holds no data frame at all: a fragment larger
+    /// than the cap still reaches a viewer that has caught up, so a file with big fragments
+    /// never starves everyone.
+    fn fits(&self, frame: &Frame) -> bool {
+        self.pending + frame.len() <= self.cap || self.frames.iter().all(|f| f.sequence().is_none())
+    }
+
+    /// Drops every data frame not yet started, counting them as skipped.
+    ///
+    /// INVARIANT: control frames (the response head, `init`, earlier `reset`s, keepalives) and a
+    /// partly written frame are kept, in order, so the client always gets a valid response and
+    /// whole SSE events.
     fn drop_unstarted(&mut self) {
-        let keep = usize::from(self.offset > 0);
-        while self.frames.len() > keep {
-            if let Some(f) = self.frames.pop_back() {
-                self.pending -= f.len();
-                if f.sequence().is_some() {
-                    self.skipped += 1;
-                    self.total_skipped += 1;
-                }
+        let started = usize::from(self.offset > 0);
+        let (mut index, mut bytes, mut count) = (0, 0, 0u64);
+        self.frames.retain(|f| {
+            let keep = index < started || f.sequence().is_none();
+            index += 1;
+            if !keep {
+                bytes += f.len();
+                count += 1;
             }
-        }
-        debug_assert!(
-            self.frames.len() == keep,
-            "only the partly written frame may remain"
-        );
+            keep
+        });
+        self.pending -= bytes;
+        self.skipped += count;
+        self.total_skipped += count;
     }
 
     /// Writes as much as the sink takes, many frames per vectored write.
@@ -330,11 +341,35 @@ mod tests {
     }
 
     #[test]
-    fn keyframe_larger_than_the_cap_keeps_skipping() {
+    fn a_keyframe_larger_than_the_cap_still_reaches_a_caught_up_viewer() {
         let mut q = ClientQueue::new(100);
-        assert_eq!(q.offer(&frame(1, true, 300)), Offer::Skipped);
-        assert_eq!(q.offer(&frame(2, true, 30)), Offer::Queued);
+        q.push_control(Frame::control(&b"HTTP/1.1 200 OK\r\n\r\n"[..]));
+        assert_eq!(q.offer(&frame(1, true, 300)), Offer::Queued);
+        // Halfway through the oversized frame, the next ones are skipped until it is out.
+        let mut s = sink(200);
+        assert_eq!(q.drain(&mut s).unwrap(), Drain::Blocked);
+        assert_eq!(q.offer(&frame(2, true, 300)), Offer::Skipped);
+        s.budget = usize::MAX;
+        assert_eq!(q.drain(&mut s).unwrap(), Drain::Empty);
+        assert_eq!(q.offer(&frame(3, true, 300)), Offer::Queued);
         assert_eq!(q.total_skipped, 1);
+    }
+
+    #[test]
+    fn response_head_and_init_are_never_dropped() {
+        let mut q = ClientQueue::new(1000);
+        q.push_control(Frame::control(&b"HTTP/1.1 200 OK\r\n\r\n"[..]));
+        q.push_control(Frame::control(&b"event: init\ndata: {}\n\n"[..]));
+        assert_eq!(q.offer(&frame(1, true, 600)), Offer::Queued);
+        assert_eq!(q.offer(&frame(2, false, 600)), Offer::Skipped);
+        assert_eq!(q.offer(&frame(3, true, 600)), Offer::Queued);
+        let mut s = sink(usize::MAX);
+        q.drain(&mut s).unwrap();
+        let text = String::from_utf8(s.out).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 200 OK\r\n\r\nevent: init\ndata: {}\n\nevent: reset\ndata: {\"skipped\":2}\n\nid: 3."),
+            "{text}"
+        );
     }
 
     #[test]
