@@ -284,3 +284,26 @@ fn head_request_on_the_stream_gets_headers_only() {
     s.read_to_end(&mut body).unwrap();
     assert!(String::from_utf8(body).unwrap().ends_with("\r\n\r\n"));
 }
+
+#[test]
+fn fragments_larger_than_the_client_queue_still_reach_every_viewer() {
+    // The sample's frames are 63-78 KB of SSE each; the queue holds at most 64 KiB.
+    let server = TestServer::start(&["--speed", "10", "--client-queue", "64K"]);
+    let mut r = SseReader::open(server.addr, "/events", "");
+    assert_eq!(r.next_event().unwrap().event, "init");
+    let mut last = None;
+    let mut big = 0;
+    for _ in 0..12 {
+        let ev = r.next_event().expect("stream");
+        assert_eq!(ev.event, "data", "a reader that keeps up never skips");
+        let seq = seq_of(&ev);
+        if let Some(prev) = last {
+            assert_eq!(seq, prev + 1);
+        }
+        last = Some(seq);
+        if ev.data.len() > 64 * 1024 {
+            big += 1;
+        }
+    }
+    assert!(big > 0, "the test needs frames larger than the queue");
+}
