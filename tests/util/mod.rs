@@ -180,6 +180,11 @@ impl SseReader {
             if line == "\r\n" {
                 break;
             }
+            assert!(
+                head.len() < 8192 && head.starts_with("HTTP/1."),
+                "no HTTP response head: {:?}",
+                &head[..head.len().min(200)]
+            );
         }
         SseReader {
             reader,
@@ -189,10 +194,16 @@ impl SseReader {
     }
 
     /// The next event (comments are skipped; `retry` is remembered). `None` when the stream ends.
+    /// Panics if no event completes within 30 s or an event grows past 16 MiB.
     pub fn next_event(&mut self) -> Option<Event> {
         let mut ev = Event::default();
         let mut any = false;
+        let deadline = Instant::now() + Duration::from_secs(30);
         loop {
+            assert!(
+                Instant::now() < deadline && ev.data.len() < 16 << 20,
+                "no complete event within 30 s"
+            );
             let mut line = String::new();
             match self.reader.read_line(&mut line) {
                 Ok(0) | Err(_) => return None,
