@@ -130,8 +130,8 @@ where
                 let n: usize = v
                     .parse()
                     .map_err(|_| format!("--max-clients: '{v}' is not a number"))?;
-                if n == 0 {
-                    return Err("--max-clients: must be at least 1".into());
+                if !(1..=10_000_000).contains(&n) {
+                    return Err("--max-clients: must be from 1 to 10000000".into());
                 }
                 cfg.max_clients = Some(n);
             }
@@ -288,6 +288,7 @@ mod tests {
             .unwrap_err()
             .contains("at least"));
         assert!(run(&["--max-clients", "0"]).is_err());
+        assert!(run(&["--max-clients", "18446744073709551615"]).is_err());
         assert!(run(&["--speed", "0"]).is_err());
         assert!(run(&["--bogus"]).unwrap_err().contains("bogus"));
         assert!(run(&["a.mp4", "b.mp4"])

@@ -2,7 +2,7 @@
 //! limit, and exit codes (0 clean stop, 1 runtime failure, 2 bad usage or unusable video).
 
 use ssecast::config::{parse_args, Command, Config, HELP};
-use ssecast::server::{Server, ServerError};
+use ssecast::server::{default_max_clients, Server, ServerError};
 use std::process::ExitCode;
 
 /// File descriptors kept back from viewers for the listener, the poll, the video and logging.
@@ -28,9 +28,9 @@ fn main() -> ExitCode {
         }
     };
     let fd_limit = raise_fd_limit();
-    let max_clients = cfg.max_clients.unwrap_or_else(|| {
-        usize::try_from(fd_limit.saturating_sub(FD_RESERVE).max(16)).unwrap_or(usize::MAX)
-    });
+    let max_clients = cfg
+        .max_clients
+        .unwrap_or_else(|| default_max_clients(fd_limit, FD_RESERVE));
     match run(&cfg, max_clients) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ (ServerError::Video(_) | ServerError::Bind { .. })) => {

@@ -41,6 +41,19 @@ const LISTEN_BACKLOG: i32 = 4096;
 /// Read buffer shared by every connection.
 const SCRATCH: usize = 16 * 1024;
 
+/// Connections kept at most for `max_clients` viewers: room to answer 503s and serve the page.
+pub fn slab_cap(max_clients: usize) -> usize {
+    max_clients.saturating_add(max_clients / 16 + 16)
+}
+
+/// The default `--max-clients` for `fd_limit` open files, so that `slab_cap` stays below the
+/// limit (leaving `reserve` descriptors for everything else) and the 503 path, not EMFILE, is
+/// what a crowd meets.
+pub fn default_max_clients(fd_limit: u64, reserve: u64) -> usize {
+    let usable = usize::try_from(fd_limit.saturating_sub(reserve)).unwrap_or(usize::MAX);
+    (usable.saturating_sub(16) / 17 * 16).max(1)
+}
+
 /// A nonblocking listener with address reuse and a deep accept queue.
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
@@ -111,6 +124,8 @@ pub struct Server {
     viewers: usize,
     /// The listener may have connections waiting that were not accepted yet.
     listener_ready: bool,
+    /// Accepting stopped at `slab_cap`; it resumes below 90% of it.
+    at_capacity: bool,
     accept_paused_until: Option<Instant>,
     last_output: Instant,
     next_stats: Instant,
@@ -167,7 +182,7 @@ impl Server {
             head_timeout: cfg.head_timeout,
             stats_every: cfg.stats_every,
             max_clients,
-            slab_cap: max_clients + max_clients / 16 + 16,
+            slab_cap: slab_cap(max_clients),
             head_timers: VecDeque::new(),
             linger_timers: VecDeque::new(),
             again: Vec::new(),
@@ -175,6 +190,7 @@ impl Server {
             next_id: 0,
             viewers: 0,
             listener_ready: false,
+            at_capacity: false,
             accept_paused_until: None,
             last_output: now,
             next_stats: now + cfg.stats_every,
@@ -234,11 +250,14 @@ impl Server {
         }
     }
 
+    /// The one rule for whether to accept now, used both to accept and to decide that the
+    /// loop must not sleep (two different rules once made the loop spin near capacity).
+    fn may_accept(&self) -> bool {
+        self.listener_ready && self.accept_paused_until.is_none() && !self.at_capacity
+    }
+
     fn poll_timeout(&self, now: Instant) -> Duration {
-        let can_accept = self.listener_ready
-            && self.accept_paused_until.is_none()
-            && self.conns.len() < self.slab_cap;
-        if !self.again.is_empty() || can_accept {
+        if !self.again.is_empty() || self.may_accept() {
             return Duration::ZERO;
         }
         let mut next = self.shared.playout.next_due().min(self.next_stats);
@@ -259,13 +278,18 @@ impl Server {
     }
 
     fn accept(&mut self, now: Instant) {
-        if self.accept_paused_until.is_some() {
+        if !self.may_accept() {
             return;
         }
         for _ in 0..ACCEPT_BATCH {
             if self.conns.len() >= self.slab_cap {
                 // INVARIANT: listener_ready stays true, so accepting resumes once connections
-                // close (below 90% of the cap, see `tick`).
+                // close below 90% of the cap (see `tick`).
+                self.at_capacity = true;
+                log::warn!(
+                    "{} connections: not accepting more until some close",
+                    self.conns.len()
+                );
                 return;
             }
             match self.listener.accept() {
@@ -395,9 +419,10 @@ impl Server {
         if self.accept_paused_until.is_some_and(|t| now >= t) {
             self.accept_paused_until = None;
         }
-        if self.listener_ready && self.conns.len() < self.slab_cap * 9 / 10 {
-            self.accept(now);
+        if self.at_capacity && self.conns.len() < self.slab_cap / 10 * 9 {
+            self.at_capacity = false;
         }
+        self.accept(now);
         if now >= self.next_stats {
             self.next_stats = now + self.stats_every;
             self.log_stats();

@@ -415,3 +415,35 @@ fn sigterm_with_thousands_of_viewers_exits_within_a_second() {
     assert!(took < Duration::from_secs(1), "shutdown took {took:?}");
     drop(viewers);
 }
+
+#[test]
+fn near_the_connection_cap_the_server_neither_spins_nor_stalls() {
+    // --max-clients 1 keeps at most 17 connections (room for 503s and page loads).
+    let server = TestServer::start(&["--max-clients", "1", "--head-timeout", "60s"]);
+    let mut idle: Vec<TcpStream> = (0..20).map(|_| server.connect()).collect();
+    assert!(
+        server
+            .wait_log("not accepting more", Duration::from_secs(10))
+            .is_some(),
+        "the server never reached its cap"
+    );
+    // Between 90% and 100% of the cap, with connections still waiting in the kernel.
+    drop(idle.pop());
+    let pid = server.child.id();
+    let cpu0 = cpu_secs(pid);
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu_secs(pid) - cpu0;
+    assert!(
+        used < 0.3,
+        "server used {used:.2}s of CPU in 1s while at its cap"
+    );
+    // Below 90% it accepts again and new connections get answered (503: one viewer is the
+    // limit, and the first idle connection holds it).
+    idle.truncate(8);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            status_of(&server.raw(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")).starts_with("HTTP/1.1 ")
+        }),
+        "no answer after connections closed"
+    );
+}
