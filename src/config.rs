@@ -73,8 +73,8 @@ OPTIONS:
                              further behind skips ahead to the next keyframe [default: 4M]
     -b, --backlog TIME       Recent video kept for new and reconnecting viewers; a viewer that
                              reconnects within it resumes with no gap [default: 10s]
-    -m, --max-clients N      Most simultaneous connections; more get 503 [default: the open-file
-                             limit minus a reserve]
+    -m, --max-clients N      Most simultaneous viewers; more get 503 [default: about 16/17 of
+                             the open-file limit, so connections never run into it]
         --head-timeout TIME  Time a client has to send its request [default: 10s]
         --stall-timeout TIME Time a viewer may stay stuck behind before it is disconnected
                              [default: 30s]

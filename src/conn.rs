@@ -236,8 +236,13 @@ impl Connection {
                 self.queue.push_control(Rc::clone(&r.stream_head));
                 self.queue.push_control(Rc::clone(ctx.playout.init_frame()));
                 let (resumed, frames) = ctx.playout.start_frames(last_event_id);
+                let mut started = false;
                 for f in frames {
                     self.queue.offer(f);
+                    started = true;
+                }
+                if !started && !resumed {
+                    self.queue.wait_for_keyframe();
                 }
                 if last_event_id.is_some() {
                     log::debug!(

@@ -135,6 +135,11 @@ impl HeadReader {
             parse_request(bytes)
         } else {
             self.buf.extend_from_slice(bytes);
+            // A head can only end at a newline, so a piece without one needs no reparse (a
+            // head sent a byte at a time would otherwise be rescanned from the start each time).
+            if self.buf.len() <= MAX_HEAD && !bytes.contains(&b'\n') {
+                return Parsed::Partial;
+            }
             parse_request(&self.buf)
         };
         match parsed {
@@ -175,6 +180,11 @@ fn route(req: &httparse::Request<'_, '_>) -> Result<Request, Status> {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Err(Status::BadRequest);
     };
+    let head_only = match method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => return Err(Status::MethodNotAllowed),
+    };
     check_headers(req.headers, version)?;
     let path_and_query = origin_form(target).ok_or(Status::BadRequest)?;
     let (path, query) = match path_and_query.split_once('?') {
@@ -200,11 +210,6 @@ fn route(req: &httparse::Request<'_, '_>) -> Result<Request, Status> {
         Route::Asset(i)
     } else {
         return Err(Status::NotFound);
-    };
-    let head_only = match method {
-        "GET" => false,
-        "HEAD" => true,
-        _ => return Err(Status::MethodNotAllowed),
     };
     Ok(Request { route, head_only })
 }
@@ -531,6 +536,14 @@ mod tests {
         assert_eq!(
             err("GET ftp://x/events HTTP/1.1\r\nHost: x\r\n\r\n"),
             Status::BadRequest
+        );
+        assert_eq!(
+            err("POST /nope HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Status::MethodNotAllowed
+        );
+        assert_eq!(
+            err("OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"),
+            Status::MethodNotAllowed
         );
     }
 

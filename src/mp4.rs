@@ -51,6 +51,8 @@ pub enum Mp4Error {
     NoKeyframe,
     /// The fragments add up to no time at all, so there is nothing to pace playout by.
     NoDuration,
+    /// A track whose clock has 0 ticks per second.
+    ZeroTimescale { offset: usize },
 }
 
 impl fmt::Display for Mp4Error {
@@ -106,6 +108,9 @@ impl fmt::Display for Mp4Error {
                 f,
                 "the fragment at byte {offset} refers to track {track_id}, which the 'moov' does not describe"
             ),
+            Mp4Error::ZeroTimescale { offset } => {
+                write!(f, "the 'mdhd' box at byte {offset} gives its track a timescale of 0")
+            }
             Mp4Error::NoDuration => write!(
                 f,
                 "the fragments carry no sample durations, so the video has no length; convert with: {FIX_COMMAND}"
@@ -343,6 +348,10 @@ pub struct Movie {
     pub fragments: Vec<Fragment>,
     /// The track that paces playout: the video track if there is one.
     pub main_track: usize,
+    /// When each fragment starts, in main-track ticks from the first fragment (computed once).
+    starts: Vec<u64>,
+    /// The loop period (computed once, see `compute_loop_period`).
+    period: (u64, u32),
 }
 
 impl Movie {
@@ -425,15 +434,19 @@ impl Movie {
             init.extend_from_slice(&data[f.range()]);
         }
         init.extend_from_slice(&data[moov.range()]);
-        let movie = Movie {
+        let mut movie = Movie {
             init,
             tracks,
             fragments,
             main_track,
+            starts: Vec::new(),
+            period: (0, 1),
         };
-        if movie.loop_period().0 == 0 {
+        movie.period = movie.compute_loop_period();
+        if movie.period.0 == 0 {
             return Err(Mp4Error::NoDuration);
         }
+        movie.starts = movie.compute_starts();
         Ok(movie)
     }
 
@@ -479,6 +492,10 @@ impl Movie {
     /// track's timeline moves on by the same time and no track ever gets a gap (a longer track
     /// overlaps its own tail by a few ms, which MSE handles by replacing the overlapped frames).
     pub fn loop_period(&self) -> (u64, u32) {
+        self.period
+    }
+
+    fn compute_loop_period(&self) -> (u64, u32) {
         let mut best: Option<(u64, u32)> = None;
         for (i, t) in self.tracks.iter().enumerate() {
             let span = self.track_span(i);
@@ -528,13 +545,35 @@ impl Movie {
     /// track.
     pub fn fragment_start(&self, i: usize) -> (u64, u32) {
         let ts = self.tracks[self.main_track].timescale.max(1);
-        let base = self.first_decode_time(self.main_track);
-        let t = self
-            .fragments
-            .get(i)
-            .and_then(|f| f.runs.iter().find(|r| r.track == self.main_track))
-            .map_or(base, |r| r.decode_time);
-        (t.saturating_sub(base), ts)
+        (self.starts.get(i).copied().unwrap_or(0), ts)
+    }
+
+    /// Each fragment's start in main-track ticks: from its main-track run, or, for a fragment
+    /// that carries only other tracks (one moof per track), from its first run converted to the
+    /// main timescale; never earlier than the fragment before it.
+    fn compute_starts(&self) -> Vec<u64> {
+        let main_ts = u128::from(self.tracks[self.main_track].timescale.max(1));
+        let bases: Vec<u64> = (0..self.tracks.len())
+            .map(|t| self.first_decode_time(t))
+            .collect();
+        let mut prev = 0u64;
+        self.fragments
+            .iter()
+            .map(|f| {
+                let run = f
+                    .runs
+                    .iter()
+                    .find(|r| r.track == self.main_track)
+                    .or_else(|| f.runs.first());
+                let t = run.map_or(prev, |r| {
+                    let ticks = u128::from(r.decode_time.saturating_sub(bases[r.track]));
+                    let ts = u128::from(self.tracks[r.track].timescale.max(1));
+                    u64::try_from(ticks * main_ts / ts).unwrap_or(u64::MAX)
+                });
+                prev = prev.max(t);
+                prev
+            })
+            .collect()
     }
 
     fn first_decode_time(&self, track: usize) -> u64 {
@@ -611,6 +650,9 @@ fn parse_trak(data: &[u8], trak: &BoxRef) -> Result<Track, Mp4Error> {
     let v = field(data.get(mdhd.body).copied(), mdhd.start, "the mdhd box")?;
     let ts_at = mdhd.body + if v == 1 { 20 } else { 12 };
     let timescale = field(be32(data, ts_at), mdhd.start, "the mdhd box")?;
+    if timescale == 0 {
+        return Err(Mp4Error::ZeroTimescale { offset: mdhd.start });
+    }
     let hdlr = require_child(data, &mdia, "hdlr", "mdia")?;
     let handler = data.get(hdlr.body + 8..hdlr.body + 12);
     let kind = match handler {
@@ -954,6 +996,18 @@ fn parse_traf(
                 what: "the trun sample table",
             });
         }
+        if per_sample == 0 {
+            // Every sample takes the defaults: no table to walk (count may be 4 billion).
+            if count > 0 && first_flags.is_none() {
+                first_flags = Some(first_sample_flags.unwrap_or(default_flags));
+            }
+            duration = duration
+                .saturating_add(u64::from(count).saturating_mul(u64::from(default_duration)));
+            samples = samples.saturating_add(count);
+            continue;
+        }
+        // INVARIANT: the table fits in the box (checked above), so this loop is bounded by the
+        // file's size.
         for i in 0..count {
             let mut f = at;
             let sample_duration = if flags & 0x100 != 0 {
@@ -980,7 +1034,7 @@ fn parse_traf(
                     sample_flags
                 });
             }
-            duration += u64::from(sample_duration);
+            duration = duration.saturating_add(u64::from(sample_duration));
             at += per_sample;
         }
         samples = samples.saturating_add(count);
@@ -1278,6 +1332,79 @@ mod tests {
             Movie::parse(&f),
             Err(Mp4Error::MoofWithoutMdat { .. })
         ));
+    }
+
+    /// The sample with fragment 1 replaced by a fragment that carries only its audio track, as
+    /// files with one moof per track have.
+    fn with_audio_only_fragment() -> Vec<u8> {
+        let m = Movie::parse(SAMPLE).unwrap();
+        let f1 = &m.fragments[1];
+        let moof = read_box(SAMPLE, f1.range.start, SAMPLE.len()).unwrap();
+        let mut body = Vec::new();
+        for c in Boxes::children(SAMPLE, &moof) {
+            let c = c.unwrap();
+            let is_video_traf = &c.box_type == b"traf" && {
+                let tfhd = require_child(SAMPLE, &c, "tfhd", "traf").unwrap();
+                be32(SAMPLE, tfhd.body + 4) == Some(m.tracks[m.main_track].id)
+            };
+            if !is_video_traf {
+                body.extend_from_slice(&SAMPLE[c.range()]);
+            }
+        }
+        let mut file = SAMPLE[..f1.range.start].to_vec();
+        file.extend(boxed(b"moof", &body));
+        file.extend_from_slice(&SAMPLE[moof.end..]);
+        file
+    }
+
+    #[test]
+    fn fragments_without_the_main_track_keep_their_place_in_time() {
+        let file = with_audio_only_fragment();
+        let m = Movie::parse(&file).unwrap();
+        assert_eq!(m.fragments[1].runs.len(), 1);
+        let starts: Vec<u64> = (0..m.fragments.len())
+            .map(|i| m.fragment_start(i).0)
+            .collect();
+        assert!(starts.windows(2).all(|w| w[0] <= w[1]), "{starts:?}");
+        // The audio-only fragment starts about where the video of fragment 1 did (1 s).
+        assert!((12_000..14_000).contains(&starts[1]), "{starts:?}");
+    }
+
+    #[test]
+    fn a_trun_of_four_billion_default_samples_parses_at_once() {
+        let m = Movie::parse(SAMPLE).unwrap();
+        let first = m.fragments[0].range.start;
+        let mut file = SAMPLE.to_vec();
+        let moof = read_box(&file, first, file.len()).unwrap();
+        let traf = Boxes::children(&file, &moof)
+            .map(Result::unwrap)
+            .find(|b| &b.box_type == b"traf")
+            .unwrap();
+        let trun = require_child(&file, &traf, "trun", "traf").unwrap();
+        // flags: data offset only; no per-sample fields; 2^32 - 1 samples.
+        file[trun.body..trun.body + 4].copy_from_slice(&1u32.to_be_bytes());
+        file[trun.body + 4..trun.body + 8].copy_from_slice(&u32::MAX.to_be_bytes());
+        let parsed = Movie::parse(&file).unwrap();
+        assert_eq!(parsed.fragments[0].runs[0].samples, u32::MAX);
+    }
+
+    #[test]
+    fn zero_timescale_is_refused() {
+        let mut file = SAMPLE.to_vec();
+        let ftyp = read_box(&file, 0, file.len()).unwrap();
+        let moov = read_box(&file, ftyp.end, file.len()).unwrap();
+        let trak = Boxes::children(&file, &moov)
+            .map(Result::unwrap)
+            .find(|b| &b.box_type == b"trak")
+            .unwrap();
+        let mdia = require_child(&file, &trak, "mdia", "trak").unwrap();
+        let mdhd = require_child(&file, &mdia, "mdhd", "mdia").unwrap();
+        let at = mdhd.body + if file[mdhd.body] == 1 { 20 } else { 12 };
+        file[at..at + 4].copy_from_slice(&0u32.to_be_bytes());
+        assert_eq!(
+            Movie::parse(&file),
+            Err(Mp4Error::ZeroTimescale { offset: mdhd.start })
+        );
     }
 
     #[test]

@@ -15,8 +15,10 @@ use std::time::{Duration, Instant};
 /// If the clock is this far past a fragment's release time (the process was stopped, or the
 /// machine stalled), the timeline is re-anchored instead of bursting every missed fragment.
 const MAX_LATENESS: Duration = Duration::from_secs(2);
-/// Hard cap on frames kept in the backlog, whatever the window.
+/// Hard caps on the backlog, whatever the window and even at the cost of its keyframe (a file
+/// with keyframes minutes apart would otherwise keep a whole GOP in memory).
 const MAX_BACKLOG_FRAMES: usize = 4096;
+const MAX_BACKLOG_BYTES: usize = 64 << 20;
 
 pub struct Playout {
     movie: Movie,
@@ -32,8 +34,13 @@ pub struct Playout {
     /// The instant the file's first fragment (loop 0) went, or would have gone, live.
     anchor: Instant,
     backlog: VecDeque<(Instant, Rc<Frame>)>,
+    /// Bytes and keyframes in `backlog`, kept as it changes.
+    backlog_bytes: usize,
+    backlog_keyframes: usize,
     window: Duration,
     scratch: Vec<u8>,
+    /// A 32-bit tfdt has wrapped (warned once).
+    wrapped: bool,
 }
 
 impl Playout {
@@ -64,9 +71,12 @@ impl Playout {
             sequence: 0,
             anchor: start,
             backlog: VecDeque::new(),
+            backlog_bytes: 0,
+            backlog_keyframes: 0,
             // The window is media time; at N× speed it passes N times faster.
             window: window / speed.max(1),
             scratch: Vec::new(),
+            wrapped: false,
         }
     }
 
@@ -131,9 +141,11 @@ impl Playout {
             self.loops,
             mfhd_seq,
             &mut self.scratch,
-        ) {
+        ) && !self.wrapped
+        {
+            self.wrapped = true;
             log::warn!(
-                "a 32-bit tfdt wrapped at loop {}; players may stall",
+                "the file's 32-bit (version 0) tfdt wrapped at loop {}: players will see time jump back",
                 self.loops
             );
         }
@@ -144,25 +156,29 @@ impl Playout {
             self.next = 0;
             self.loops += 1;
         }
+        self.backlog_bytes += frame.len();
+        self.backlog_keyframes += usize::from(frame.is_keyframe());
         self.backlog.push_back((now, Rc::clone(&frame)));
         self.trim(now);
         Some(frame)
     }
 
-    /// Drops backlog frames older than the window, always keeping the newest keyframe and what
-    /// follows it so a new viewer can start.
+    /// Drops backlog frames older than the window, keeping the newest keyframe and what follows
+    /// it so a new viewer can start, unless the hard caps say otherwise.
     fn trim(&mut self, now: Instant) {
-        while self.backlog.len() > 1 {
-            let (at, _) = &self.backlog[0];
+        while let Some((at, front)) = self.backlog.front() {
+            if self.backlog.len() == 1 {
+                break;
+            }
             let old = now.saturating_duration_since(*at) > self.window;
-            let over = self.backlog.len() > MAX_BACKLOG_FRAMES;
-            if !(old || over) {
+            let over =
+                self.backlog.len() > MAX_BACKLOG_FRAMES || self.backlog_bytes > MAX_BACKLOG_BYTES;
+            let later_key = self.backlog_keyframes > usize::from(front.is_keyframe());
+            if !(over || (old && later_key)) {
                 break;
             }
-            let later_key = self.backlog.iter().skip(1).any(|(_, f)| f.is_keyframe());
-            if !later_key {
-                break;
-            }
+            self.backlog_bytes -= front.len();
+            self.backlog_keyframes -= usize::from(front.is_keyframe());
             self.backlog.pop_front();
         }
     }
@@ -174,12 +190,13 @@ impl Playout {
 
     /// Bytes held by the backlog's frames.
     pub fn backlog_bytes(&self) -> usize {
-        self.backlog.iter().map(|(_, f)| f.len()).sum()
+        self.backlog_bytes
     }
 
     /// What a viewer gets after `init`: with a `Last-Event-ID` still in the window, everything
     /// after it (no gap, `resumed` is true); otherwise the newest keyframe fragment and what
-    /// followed it.
+    /// followed it, or nothing when the backlog holds no keyframe (the viewer then waits for
+    /// the next one).
     pub fn start_frames(&self, last: Option<EventId>) -> (bool, impl Iterator<Item = &Rc<Frame>>) {
         let resume_at = last.and_then(|id| {
             self.backlog
@@ -319,6 +336,44 @@ mod tests {
         }
         assert!(p.backlog_len() <= 4, "backlog holds {}", p.backlog_len());
         let _ = now;
+    }
+
+    #[test]
+    fn backlog_keeps_a_gop_but_stays_under_its_hard_caps() {
+        let t0 = Instant::now();
+        // Keyframes every 6 fragments: the window (30 ms of real time at 100x) is shorter than
+        // a GOP, so the backlog keeps the newest keyframe and what follows it.
+        let mut movie = Movie::parse(SAMPLE).unwrap();
+        for f in movie.fragments.iter_mut().skip(1) {
+            f.keyframe = false;
+        }
+        let mut p = Playout::new(movie.clone(), t0, Duration::from_secs(3), 100);
+        for _ in 0..60 {
+            let now = p.next_due();
+            p.poll(now, 0, SAMPLE).unwrap();
+            let (_, frames) = p.start_frames(None);
+            let frames: Vec<_> = frames.collect();
+            assert!(!frames.is_empty() && frames[0].is_keyframe());
+            assert!(p.backlog_len() <= 7, "backlog {}", p.backlog_len());
+        }
+        // No keyframe at all after the start: the byte cap wins over keeping one.
+        for f in movie.fragments.iter_mut() {
+            f.keyframe = false;
+        }
+        let mut p = Playout::new(movie, t0, Duration::from_secs(3), 100);
+        let mut biggest = 0;
+        for _ in 0..2000 {
+            let now = p.next_due();
+            let f = p.poll(now, 0, SAMPLE).unwrap();
+            biggest = biggest.max(f.len());
+            assert!(p.backlog_bytes() <= MAX_BACKLOG_BYTES + biggest);
+        }
+        assert!(p.backlog_len() < 2000);
+        assert_eq!(
+            p.start_frames(None).1.count(),
+            0,
+            "nothing to start a viewer with"
+        );
     }
 
     #[test]

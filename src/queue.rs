@@ -82,6 +82,12 @@ impl ClientQueue {
         self.frames.reserve(n);
     }
 
+    /// Makes the queue take nothing until a keyframe comes (a new viewer with no keyframe to
+    /// start from must not begin in the middle of a GOP).
+    pub fn wait_for_keyframe(&mut self) {
+        self.skipping = true;
+    }
+
     /// Queues a frame that must be delivered whatever the cap (response heads, `init`).
     pub fn push_control(&mut self, frame: Rc<Frame>) {
         if frame.is_empty() {
@@ -353,6 +359,17 @@ mod tests {
         assert_eq!(q.drain(&mut s).unwrap(), Drain::Empty);
         assert_eq!(q.offer(&frame(3, true, 300)), Offer::Queued);
         assert_eq!(q.total_skipped, 1);
+    }
+
+    #[test]
+    fn a_viewer_waiting_for_a_keyframe_starts_at_one() {
+        let mut q = ClientQueue::new(1 << 20);
+        q.wait_for_keyframe();
+        assert_eq!(q.offer(&frame(1, false, 10)), Offer::Skipped);
+        assert_eq!(q.offer(&frame(2, true, 10)), Offer::Queued);
+        let mut s = sink(usize::MAX);
+        q.drain(&mut s).unwrap();
+        assert!(String::from_utf8(s.out).unwrap().contains("\n\nid: 2."));
     }
 
     #[test]

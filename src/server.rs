@@ -116,6 +116,8 @@ pub struct Server {
     /// Head and linger deadlines. Each list has one fixed delay, so pushing at the back keeps
     /// it sorted. Entries for connections that moved on are skipped when they come up.
     head_timers: VecDeque<(Instant, usize, u64)>,
+    /// A fixed response must be taken within the head timeout too, or the slot is freed.
+    respond_timers: VecDeque<(Instant, usize, u64)>,
     linger_timers: VecDeque<(Instant, usize, u64)>,
     /// Connections whose drain yielded with output left.
     again: Vec<(usize, u64)>,
@@ -184,6 +186,7 @@ impl Server {
             max_clients,
             slab_cap: slab_cap(max_clients),
             head_timers: VecDeque::new(),
+            respond_timers: VecDeque::new(),
             linger_timers: VecDeque::new(),
             again: Vec::new(),
             to_close: Vec::new(),
@@ -264,6 +267,7 @@ impl Server {
         next = next.min(self.last_output + KEEPALIVE_AFTER);
         for t in [
             self.head_timers.front().map(|t| t.0),
+            self.respond_timers.front().map(|t| t.0),
             self.linger_timers.front().map(|t| t.0),
             self.accept_paused_until,
         ]
@@ -381,6 +385,10 @@ impl Server {
             self.viewers += 1;
             log::debug!("viewer {} joined ({} watching)", conn.id, self.viewers);
         }
+        if before != Phase::Respond && after == Phase::Respond {
+            self.respond_timers
+                .push_back((now + self.head_timeout, key, conn.id));
+        }
         if before != Phase::Linger && after == Phase::Linger {
             self.linger_timers.push_back((now + LINGER, key, conn.id));
         }
@@ -488,19 +496,32 @@ impl Server {
                 self.close(key);
             }
         }
-        while let Some(&(at, key, id)) = self.linger_timers.front() {
-            if at > now {
-                break;
-            }
-            self.linger_timers.pop_front();
-            if self
-                .conns
-                .get(key)
-                .is_some_and(|c| c.id == id && c.phase() == Phase::Linger)
-            {
-                self.close(key);
+        for (timers, phase) in [
+            (&mut self.respond_timers, Phase::Respond),
+            (&mut self.linger_timers, Phase::Linger),
+        ] {
+            while let Some(&(at, key, id)) = timers.front() {
+                if at > now {
+                    break;
+                }
+                timers.pop_front();
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.id == id && c.phase() == phase)
+                {
+                    if phase == Phase::Respond {
+                        log::debug!("connection {id} did not take its response in time");
+                    }
+                    self.to_close.push(key);
+                }
             }
         }
+        let mut to_close = std::mem::take(&mut self.to_close);
+        for key in to_close.drain(..) {
+            self.close(key);
+        }
+        self.to_close = to_close;
     }
 
     fn log_stats(&self) {

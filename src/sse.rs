@@ -66,20 +66,14 @@ pub struct EventId {
 }
 
 impl EventId {
-    /// Parses `1234.1732400000123`. A bare sequence number (`1234`) is accepted too and matches
-    /// any time.
+    /// Parses `1234.1732400000123`. Both parts are required: the time is what tells a fragment
+    /// of this run of the server from one of an earlier run with the same sequence number.
     pub fn parse(s: &str) -> Option<EventId> {
-        let s = s.trim();
-        let (seq, ms) = match s.split_once('.') {
-            Some((a, b)) => (a, Some(b)),
-            None => (s, None),
-        };
-        let sequence = seq.parse().ok()?;
-        let live_ms = match ms {
-            Some(m) => m.parse().ok()?,
-            None => 0,
-        };
-        Some(EventId { sequence, live_ms })
+        let (seq, ms) = s.trim().split_once('.')?;
+        Some(EventId {
+            sequence: seq.parse().ok()?,
+            live_ms: ms.parse().ok()?,
+        })
     }
 
     /// True when `frame` is the fragment this id names.
@@ -87,7 +81,7 @@ impl EventId {
         match frame.kind {
             FrameKind::Data {
                 sequence, live_ms, ..
-            } => sequence == self.sequence && (self.live_ms == 0 || live_ms == self.live_ms),
+            } => sequence == self.sequence && live_ms == self.live_ms,
             FrameKind::Control => false,
         }
     }
@@ -232,7 +226,8 @@ mod tests {
     fn event_ids_parse_and_match() {
         let f = data_frame(7, 99, true, b"x");
         assert!(EventId::parse("7.99").unwrap().matches(&f));
-        assert!(EventId::parse(" 7 ").unwrap().matches(&f));
+        assert!(EventId::parse(" 7.99 ").unwrap().matches(&f));
+        assert_eq!(EventId::parse("7"), None, "the time part is required");
         assert!(!EventId::parse("7.98").unwrap().matches(&f));
         assert!(!EventId::parse("8.99").unwrap().matches(&f));
         assert_eq!(EventId::parse("x.1"), None);
