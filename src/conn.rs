@@ -186,7 +186,7 @@ impl Connection {
     pub fn head_timed_out(&mut self, responses: &Responses) {
         let _ = self
             .socket
-            .write(&responses.error(Status::RequestTimeout).bytes);
+            .write(&responses.error(Status::RequestTimeout, false).bytes);
     }
 
     fn read_head(&mut self, ctx: &mut Ctx<'_>) -> Next {
@@ -210,15 +210,22 @@ impl Connection {
         let response = match result {
             Err(status) => {
                 log::debug!("request refused with {}", status.code());
-                r.error(status)
+                r.error(status, false)
             }
-            Ok(_) if self.reject => r.error(Status::Unavailable),
+            Ok(Request { head_only, .. }) if self.reject => r.error(Status::Unavailable, head_only),
+            Ok(Request {
+                route: Route::Refused(status),
+                head_only,
+            }) => {
+                log::debug!("request refused with {}", status.code());
+                r.error(status, head_only)
+            }
             Ok(Request {
                 route: Route::Asset(i),
                 head_only,
             }) => match r.asset(i, head_only) {
                 Some(f) => f,
-                None => r.error(Status::NotFound),
+                None => r.error(Status::NotFound, head_only),
             },
             Ok(Request {
                 route: Route::NoContent,

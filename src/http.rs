@@ -99,6 +99,8 @@ pub enum Route {
     Events { last_event_id: Option<EventId> },
     /// `/favicon.ico`: an empty 204 so browsers stop asking.
     NoContent,
+    /// A well-formed GET or HEAD that is refused (unknown path, bad headers).
+    Refused(Status),
 }
 
 /// A parsed, routed request.
@@ -185,33 +187,42 @@ fn route(req: &httparse::Request<'_, '_>) -> Result<Request, Status> {
         "HEAD" => true,
         _ => return Err(Status::MethodNotAllowed),
     };
+    // From here on the method is known, so a refusal to a HEAD request gets no body.
+    let route = route_target(req, target, version).unwrap_or_else(Route::Refused);
+    Ok(Request { route, head_only })
+}
+
+fn route_target(
+    req: &httparse::Request<'_, '_>,
+    target: &str,
+    version: u8,
+) -> Result<Route, Status> {
     check_headers(req.headers, version)?;
     let path_and_query = origin_form(target).ok_or(Status::BadRequest)?;
     let (path, query) = match path_and_query.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path_and_query, None),
     };
-    let route = if path == "/events" {
+    if path == "/events" {
         let from_header = header(req.headers, "last-event-id")
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(EventId::parse);
         let from_query = query
             .and_then(|q| query_param(q, "last_event_id"))
             .and_then(EventId::parse);
-        Route::Events {
+        Ok(Route::Events {
             last_event_id: from_header.or(from_query),
-        }
+        })
     } else if path == "/favicon.ico" {
-        Route::NoContent
+        Ok(Route::NoContent)
     } else if let Some(i) = ASSETS
         .iter()
         .position(|a| a.path == path || (a.path == "/" && path == "/index.html"))
     {
-        Route::Asset(i)
+        Ok(Route::Asset(i))
     } else {
-        return Err(Status::NotFound);
-    };
-    Ok(Request { route, head_only })
+        Err(Status::NotFound)
+    }
 }
 
 /// Rejects heads that smuggle a body or disagree with themselves.
@@ -284,7 +295,8 @@ pub struct Responses {
     /// `(GET, HEAD)` responses per asset.
     assets: Vec<(Rc<Frame>, Rc<Frame>)>,
     no_content: Rc<Frame>,
-    errors: Vec<(Status, Rc<Frame>)>,
+    /// `(GET, HEAD)` responses per status, in the order of `Status::ALL`.
+    errors: Vec<(Rc<Frame>, Rc<Frame>)>,
     /// The response head of the SSE stream.
     pub stream_head: Rc<Frame>,
 }
@@ -310,15 +322,19 @@ impl Responses {
             .iter()
             .map(|&s| {
                 let body = format!("{} {}\n", s.code(), s.reason());
-                let text = format!(
+                let head = format!(
                     "HTTP/1.1 {} {}\r\nContent-Type: text/plain; charset=utf-8\r\n\
-                     Content-Length: {}\r\n{}Connection: close\r\n\r\n{body}",
+                     Content-Length: {}\r\n{}Connection: close\r\n\r\n",
                     s.code(),
                     s.reason(),
                     body.len(),
                     s.extra_headers()
                 );
-                (s, Frame::control(text.into_bytes()))
+                let get = format!("{head}{body}");
+                (
+                    Frame::control(get.into_bytes()),
+                    Frame::control(head.into_bytes()),
+                )
             })
             .collect();
         Responses {
@@ -345,10 +361,16 @@ impl Responses {
         &self.no_content
     }
 
-    pub fn error(&self, status: Status) -> &Rc<Frame> {
+    /// The response for `status`; for HEAD (`head_only`) without its body.
+    pub fn error(&self, status: Status, head_only: bool) -> &Rc<Frame> {
         // Every status has a response built in `new`.
         let i = Status::ALL.iter().position(|&s| s == status).unwrap_or(0);
-        &self.errors[i].1
+        let (get, head) = &self.errors[i];
+        if head_only {
+            head
+        } else {
+            get
+        }
     }
 }
 
@@ -376,6 +398,10 @@ mod tests {
     fn err(s: &str) -> Status {
         match parse(s) {
             Parsed::Done(Err(e)) => e,
+            Parsed::Done(Ok(Request {
+                route: Route::Refused(e),
+                ..
+            })) => e,
             other => panic!("{s:?} -> {other:?}"),
         }
     }
@@ -521,6 +547,18 @@ mod tests {
     }
 
     #[test]
+    fn refusals_to_head_requests_have_no_body() {
+        let r = ok("HEAD /nope HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(r.route, Route::Refused(Status::NotFound));
+        assert!(r.head_only);
+        let responses = Responses::new();
+        let head = responses.error(Status::NotFound, true);
+        assert!(head.bytes.ends_with(b"\r\n\r\n"));
+        let get = responses.error(Status::NotFound, false);
+        assert!(get.bytes.starts_with(&head.bytes) && get.bytes.ends_with(b"404 Not Found\n"));
+    }
+
+    #[test]
     fn absolute_form_is_reduced_to_its_path() {
         let r = ok("GET http://example.test:8080/events HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_eq!(
@@ -550,10 +588,11 @@ mod tests {
     #[test]
     fn responses_are_complete_http() {
         let r = Responses::new();
-        let text = String::from_utf8(r.error(Status::MethodNotAllowed).bytes.to_vec()).unwrap();
+        let text =
+            String::from_utf8(r.error(Status::MethodNotAllowed, false).bytes.to_vec()).unwrap();
         assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
         assert!(text.contains("Allow: GET, HEAD\r\n"));
-        let text = String::from_utf8(r.error(Status::Unavailable).bytes.to_vec()).unwrap();
+        let text = String::from_utf8(r.error(Status::Unavailable, false).bytes.to_vec()).unwrap();
         assert!(text.contains("Retry-After: 5\r\n"));
         let head = String::from_utf8(r.stream_head.bytes.to_vec()).unwrap();
         assert!(head.contains("Content-Type: text/event-stream\r\n"));

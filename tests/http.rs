@@ -59,6 +59,10 @@ fn error_statuses() {
     }
     let out = server.raw(b"PUT /events HTTP/1.1\r\nHost: t\r\n\r\n");
     assert!(String::from_utf8_lossy(&out).contains("Allow: GET, HEAD\r\n"));
+    // A refused HEAD gets the head of the error response and no body.
+    let out = String::from_utf8(server.raw(b"HEAD /nope HTTP/1.1\r\nHost: t\r\n\r\n")).unwrap();
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    assert!(out.ends_with("\r\n\r\n"), "HEAD got a body: {out:?}");
 }
 
 #[test]
