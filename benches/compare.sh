@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: ssecast vs nginx+nchan, a Node.js EventEmitter server and an axum/tokio
 # server, all streaming the same looping MP4 over SSE, under the same loads from ssecast-load.
+# The `floor` row is examples/floor.rs: no event loop, no queue, one plain write of the same
+# pre-encoded event per viewer — the least any server can spend, i.e. the kernel's share.
 # A manual benchmark (not run in CI). Everything listens on and connects to 127.0.0.1 only.
 #
 #   benches/compare.sh
@@ -10,7 +12,7 @@
 #   DURATION=20          seconds of load per run (ssecast-load --duration)
 #   RAMP=500             connections opened per second (ssecast-load --ramp)
 #   SPEED=1              playout speed for every server
-#   SERVERS="ssecast nchan node axum"
+#   SERVERS="ssecast floor nchan node axum"
 #   VIDEO=web/sample.mp4
 #   AXUM_THREADS=1       tokio worker threads for the axum peer (1 = current-thread runtime)
 #   REPEAT=1             runs of every case (interleaved); the table shows medians
@@ -33,7 +35,7 @@ CLIENTS="${CLIENTS:-100 1000}"
 DURATION="${DURATION:-20}"
 RAMP="${RAMP:-500}"
 SPEED="${SPEED:-1}"
-SERVERS="${SERVERS:-ssecast nchan node axum}"
+SERVERS="${SERVERS:-ssecast floor nchan node axum}"
 VIDEO="${VIDEO:-$root/web/sample.mp4}"
 AXUM_THREADS="${AXUM_THREADS:-1}"
 PIN="${PIN:-1}"
@@ -88,9 +90,11 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 ssecast="$root/target/release/ssecast"
 loadgen="${LOADGEN:-$root/target/release/ssecast-load}"
 axum_bin="$peers/axum-sse/target/release/axum-sse-peer"
+floor_bin="$root/target/release/examples/floor"
 if [ "$BUILD" = 1 ]; then
     say "building ssecast and ssecast-load (release)"
     cargo build --release --quiet
+    case " $SERVERS " in *" floor "*) cargo build --release --quiet --example floor ;; esac
     case " $SERVERS " in
         *" axum "*)
             say "building the axum peer (release)"
@@ -101,6 +105,7 @@ fi
 [ -x "$loadgen" ] || die "no load generator at $loadgen"
 case " $SERVERS " in *" ssecast "*) [ -x "$ssecast" ] || die "no $ssecast" ;; esac
 case " $SERVERS " in *" axum "*) [ -x "$axum_bin" ] || die "no $axum_bin" ;; esac
+case " $SERVERS " in *" floor "*) [ -x "$floor_bin" ] || die "no $floor_bin" ;; esac
 
 mkdir -p "$out"
 : >"$results"
@@ -150,6 +155,10 @@ start_server() {
                 >"$log" 2>&1 &
             server_pid=$!
             ;;
+        floor)
+            "${pin_server[@]}" "$floor_bin" --port "$port" --speed "$SPEED" "$VIDEO" >"$log" 2>&1 &
+            server_pid=$!
+            ;;
         node)
             "${pin_server[@]}" node "$peers/node/server.js" --port "$port" --speed "$SPEED" \
                 "$VIDEO" >"$log" 2>&1 &
@@ -168,7 +177,7 @@ start_server() {
                 --prefix "$nchan_prefix" "$VIDEO" >"$log" 2>&1 &
             server_pid=$!
             ;;
-        *) die "unknown server $name (known: ssecast nchan node axum)" ;;
+        *) die "unknown server $name (known: ssecast floor nchan node axum)" ;;
     esac
 
     # Ready = /events answers 200 and a data event has gone out (so a new client gets one).

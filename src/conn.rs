@@ -200,7 +200,16 @@ impl Connection {
             };
             // The loop ends: the head reader answers Done once it holds more than MAX_HEAD.
             if let Parsed::Done(result) = self.head.feed(&ctx.scratch[..n]) {
-                return self.start_response(result, ctx);
+                let next = self.start_response(result, ctx);
+                if next == Next::Close {
+                    return next;
+                }
+                // Edge-triggered: what came right behind the head (a FIN, pipelined bytes)
+                // brings no new event, so it is handled now, exactly as if it came later.
+                return match self.discard_input(ctx) {
+                    Next::Continue => next,
+                    other => other,
+                };
             }
         }
     }
@@ -279,7 +288,9 @@ impl Connection {
             match self.socket.read(ctx.scratch) {
                 Ok(0) => {
                     self.peer_closed = true;
-                    // A client may half-close after its request and still read the response.
+                    // A client may half-close after its request and still read a fixed
+                    // response; a viewer that shuts down its side is gone (nginx and Node
+                    // treat it so too), whether the FIN came with the request or later.
                     return if self.phase == Phase::Respond {
                         Next::Continue
                     } else {

@@ -221,6 +221,49 @@ fn half_closes_and_resets_mid_frame_cost_nothing() {
 }
 
 #[test]
+fn a_viewer_that_half_closes_is_let_go_whenever_its_fin_arrives() {
+    let server = TestServer::start(&["--speed", "10"]);
+    let baseline = server.open_fds();
+    for fin_with_request in [true, false] {
+        let mut s = server.connect();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
+            .unwrap();
+        if !fin_with_request {
+            // The FIN comes in its own event, after the stream has started.
+            let mut head = [0u8; 12];
+            s.read_exact(&mut head).unwrap();
+            assert_eq!(&head, b"HTTP/1.1 200");
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // At 10x speed an open stream delivers a fragment every 100 ms and never ends, so the
+        // reads stop at EOF (closed) or at the deadline (still streaming).
+        let deadline = Instant::now() + Duration::from_secs(3);
+        let mut buf = vec![0u8; 64 * 1024];
+        let closed = loop {
+            if Instant::now() >= deadline {
+                break false;
+            }
+            match s.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => break true,
+                Err(e) => panic!("read: {e}"),
+            }
+        };
+        assert!(
+            closed,
+            "fin_with_request={fin_with_request}: still streaming 3 s after the FIN"
+        );
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || server.open_fds() <= baseline),
+        "descriptors leaked: {} open, {baseline} before",
+        server.open_fds()
+    );
+}
+
+#[test]
 fn pipelined_garbage_after_a_get_is_not_trusted() {
     let server = TestServer::start(&[]);
     let out = server.raw(
