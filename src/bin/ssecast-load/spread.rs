@@ -100,6 +100,13 @@ impl SpreadTracker {
                 return true;
             }
             *ids += 1;
+            log::debug!(
+                "spread: id first seen at {:.3} s reached {}/{} clients in {} us",
+                e.first_us as f64 / 1e6,
+                e.receipts,
+                e.eligible,
+                e.last_us - e.first_us
+            );
             if e.receipts >= 2 {
                 let spread = e.last_us - e.first_us;
                 all.record(spread);
