@@ -61,6 +61,17 @@ fn run(cfg: &Config, max_clients: usize) -> Result<(), ServerError> {
         movie.fragments.len(),
         info.duration_secs
     );
+    for (i, track) in movie.tracks.iter().enumerate() {
+        let ticks = movie.lead_in_ticks(i);
+        if ticks > 0 {
+            log::info!(
+                "track {} starts {:.0} ms before the first frame is shown (B-frames, no edit list): \
+                 passes after the first leave that lead-in out, so the loop joins seamlessly",
+                track.id,
+                ticks as f64 * 1000.0 / f64::from(track.timescale)
+            );
+        }
+    }
     log::info!(
         "up to {max_clients} viewers, {} KiB queue each, {} s backlog{}",
         cfg.client_queue / 1024,

@@ -2,7 +2,9 @@
 //! and its fragments (moof+mdat), reads what the player needs from the moov (tracks, timescales,
 //! the MSE codecs string, picture size) and from each moof (per-track decode time, duration,
 //! whether it starts with a keyframe), and rewrites a fragment's `tfdt` and `mfhd` so a looping
-//! playout keeps its timeline increasing.
+//! playout keeps its timeline increasing; for B-frame files without an edit list, passes after
+//! the first also leave out the audio that starts before the first frame is shown, so every
+//! track joins itself seamlessly at the loop point (see `LeadIn`).
 //!
 //! Pure: works on a byte slice, does no I/O and never panics on bad input. Every error names the
 //! byte offset of the box it is about.
@@ -307,8 +309,19 @@ pub struct Track {
     pub sample_entry: [u8; 4],
     pub width: u16,
     pub height: u16,
-    default_duration: u32,
-    default_flags: u32,
+    /// The `trex` sample defaults.
+    defaults: SampleDefaults,
+    /// The `trak` has an `edts` (edit list), which moves its presentation timeline.
+    edit_list: bool,
+}
+
+/// What a sample is when its `trun` row leaves a field out: the `tfhd` defaults, else the
+/// track's `trex` ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct SampleDefaults {
+    duration: u32,
+    size: u32,
+    flags: u32,
 }
 
 /// What one `traf` of a fragment says about its track.
@@ -320,9 +333,16 @@ pub struct TrackRun {
     pub decode_time: u64,
     /// Sum of the sample durations, in the track's timescale.
     pub duration: u64,
+    /// When the run's first sample in presentation order is shown, relative to `decode_time`
+    /// (the smallest decode offset plus composition offset; 0 without composition offsets).
+    pub first_presented: i64,
     /// Offset of the `tfdt` decode time field, relative to the fragment start.
     tfdt_at: usize,
     tfdt_v1: bool,
+    /// Offsets of the `traf` box and of its first `trun` box, relative to the fragment start.
+    traf_at: usize,
+    trun_at: Option<usize>,
+    defaults: SampleDefaults,
     pub first_sample_sync: bool,
     pub samples: u32,
 }
@@ -334,6 +354,9 @@ pub struct Fragment {
     pub range: Range<usize>,
     /// Offset of the `mfhd` sequence number, relative to the fragment start.
     mfhd_seq_at: usize,
+    /// Offset of the `mdat` box and of its body, relative to the fragment start.
+    mdat_at: usize,
+    mdat_body_at: usize,
     pub runs: Vec<TrackRun>,
     /// True when the video track's first sample is a sync sample (or there is no video).
     pub keyframe: bool,
@@ -352,7 +375,44 @@ pub struct Movie {
     starts: Vec<u64>,
     /// The loop period (computed once, see `compute_loop_period`).
     period: (u64, u32),
+    /// What passes after the first leave out of the first fragment (see [`LeadIn`]), ordered
+    /// from the last sample table in the fragment to the first.
+    lead_in: Vec<LeadIn>,
 }
+
+/// Samples of one track at the start of the first fragment that every pass but the first leaves
+/// out: the ones that end no later than the main track shows its first frame.
+///
+/// With B-frames a video's first frame is shown a few frame durations after its decode time 0,
+/// and a file fragmented with `empty_moov` has no edit list to say so; its audio starts at 0 (ffmpeg
+/// stretches the first audio sample back to 0). Looped as it is, the audio of a new pass would
+/// start before the previous pass's last frames are shown; a browser starts a new coded frame
+/// group for every track at that audio, replacing those frames and the ones decoded after them,
+/// and the new pass has no frame to show there until its first one: a hole and lost frames at
+/// every loop point. Without the lead-in, every track of a pass starts exactly where it ended on
+/// the pass before, as if the file were one long recording, and audio and video stay in step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct LeadIn {
+    /// Index into the first fragment's `runs`.
+    run: usize,
+    /// Ticks of the left-out samples: the run's decode time moves on by this much.
+    duration: u64,
+    /// Offsets relative to the fragment start: the `traf` and `trun` boxes, the trun's sample
+    /// count and data offset fields, and its first sample table row.
+    traf_at: usize,
+    trun_at: usize,
+    count_at: usize,
+    data_offset_at: usize,
+    rows_at: usize,
+    /// The trun's sample count and data offset without the left-out samples.
+    count: u32,
+    data_offset: i32,
+    /// Bytes of sample table rows the left-out samples take.
+    cut: usize,
+}
+
+/// Longest lead-in looked for, in samples (1024-sample AAC frames at 48 kHz: 87 s).
+const MAX_LEAD_IN_SAMPLES: u32 = 4096;
 
 impl Movie {
     /// Parses a whole file.
@@ -441,7 +501,9 @@ impl Movie {
             main_track,
             starts: Vec::new(),
             period: (0, 1),
+            lead_in: Vec::new(),
         };
+        movie.lead_in = movie.find_lead_in(data)?;
         movie.period = movie.compute_loop_period();
         if movie.period.0 == 0 {
             return Err(Mp4Error::NoDuration);
@@ -488,9 +550,29 @@ impl Movie {
         first.map_or(0, |f| last_end.saturating_sub(f))
     }
 
-    /// The loop period as (ticks, timescale): the shortest track span, so that on every loop each
-    /// track's timeline moves on by the same time and no track ever gets a gap (a longer track
-    /// overlaps its own tail by a few ms, which MSE handles by replacing the overlapped frames).
+    /// How much of `track` every pass after the first plays, in its timescale: its span without
+    /// the lead-in those passes leave out.
+    fn repeat_span(&self, track: usize) -> u64 {
+        let skipped: u64 = self
+            .lead_in
+            .iter()
+            .filter(|l| self.fragments[0].runs[l.run].track == track)
+            .map(|l| l.duration)
+            .sum();
+        self.track_span(track).saturating_sub(skipped)
+    }
+
+    /// Ticks of `track` that passes after the first leave out at its start (see `LeadIn`), in
+    /// its timescale: the audio a B-frame file without an edit list plays before its first
+    /// frame is shown.
+    pub fn lead_in_ticks(&self, track: usize) -> u64 {
+        self.track_span(track) - self.repeat_span(track)
+    }
+
+    /// The loop period as (ticks, timescale): the shortest track span (without the lead-in that
+    /// passes after the first leave out), so that on every loop each track's timeline moves on by
+    /// the same time and no track ever gets a gap (a longer track overlaps its own tail by a few
+    /// ms, which MSE handles by replacing the overlapped frames).
     pub fn loop_period(&self) -> (u64, u32) {
         self.period
     }
@@ -498,7 +580,7 @@ impl Movie {
     fn compute_loop_period(&self) -> (u64, u32) {
         let mut best: Option<(u64, u32)> = None;
         for (i, t) in self.tracks.iter().enumerate() {
-            let span = self.track_span(i);
+            let span = self.repeat_span(i);
             if span == 0 || t.timescale == 0 {
                 continue;
             }
@@ -583,6 +665,101 @@ impl Movie {
             .find(|r| r.track == track)
             .map_or(0, |r| r.decode_time)
     }
+
+    /// Finds the samples passes after the first leave out (see [`LeadIn`]). There are none unless
+    /// the main track's first frame is shown after its decode time (composition offsets) and no
+    /// track has an edit list, so every other file loops byte for byte as it always did. A track
+    /// qualifies when its first run is in the first fragment and its first `trun` has a data
+    /// offset, no composition offsets and no first-sample flags (audio as ffmpeg writes it); at
+    /// least one of its samples always stays.
+    fn find_lead_in(&self, data: &[u8]) -> Result<Vec<LeadIn>, Mp4Error> {
+        let mut found = Vec::new();
+        let Some(first) = self.fragments.first() else {
+            return Ok(found);
+        };
+        let main_ts = u128::from(self.tracks[self.main_track].timescale);
+        let shown = first
+            .runs
+            .iter()
+            .find(|r| r.track == self.main_track)
+            .and_then(|r| u64::try_from(r.first_presented).ok().map(|p| (r, p)));
+        let Some((main_run, delay)) = shown else {
+            return Ok(found);
+        };
+        if delay == 0 || self.tracks.iter().any(|t| t.edit_list) {
+            return Ok(found);
+        }
+        // When the main track shows its first frame, in its ticks.
+        let shown_at = u128::from(main_run.decode_time) + u128::from(delay);
+        for (i, run) in first.runs.iter().enumerate() {
+            let earlier = first.runs[..i].iter().any(|r| r.track == run.track);
+            if run.track == self.main_track || earlier {
+                continue;
+            }
+            let Some(trun_at) = run.trun_at else { continue };
+            let trun = read_box(data, first.range.start + trun_at, first.range.end)?;
+            let t = Trun::read(data, &trun)?;
+            let Some(data_offset_at) = t.data_offset_at else {
+                continue;
+            };
+            if t.flags & TRUN_CTO != 0 || t.first_sample_flags.is_some() {
+                continue;
+            }
+            let ts = u128::from(self.tracks[run.track].timescale);
+            let mut end = u128::from(run.decode_time);
+            let (mut skipped, mut duration, mut bytes) = (0u32, 0u64, 0u64);
+            // Bounded by MAX_LEAD_IN_SAMPLES whatever the sample count says.
+            while skipped < t.count.saturating_sub(1).min(MAX_LEAD_IN_SAMPLES) {
+                let sample = t.sample(data, skipped, &run.defaults)?;
+                end += u128::from(sample.duration);
+                if end * main_ts > shown_at * ts {
+                    break;
+                }
+                skipped += 1;
+                duration += u64::from(sample.duration);
+                bytes += u64::from(sample.size);
+            }
+            if duration == 0 {
+                continue;
+            }
+            // The data offset is signed; the left-out samples' bytes stay in the mdat, unused.
+            let old_offset = field(be32(data, data_offset_at), trun.start, "the trun box")? as i32;
+            let data_offset = i64::from(old_offset)
+                .checked_add(i64::try_from(bytes).unwrap_or(i64::MAX))
+                .and_then(|o| i32::try_from(o).ok());
+            let Some(data_offset) = data_offset else {
+                continue;
+            };
+            let base = first.range.start;
+            found.push(LeadIn {
+                run: i,
+                duration,
+                traf_at: run.traf_at,
+                trun_at,
+                count_at: trun.body + 4 - base,
+                data_offset_at: data_offset_at - base,
+                rows_at: t.rows_at - base,
+                count: t.count - skipped,
+                data_offset,
+                cut: t.row_len * skipped as usize,
+            });
+        }
+        // The fragment keeps its length: the moof shrinks by the rows cut and the mdat grows by
+        // as much, so every box on the way must have a size field that can say so.
+        let cut: usize = found.iter().map(|l| l.cut).sum();
+        let frag = &data[first.range.clone()];
+        let resizable = |at: usize, by: i64| box_size_after(frag, at, by).is_some();
+        let fits = resizable(0, -(cut as i64))
+            && found.iter().all(|l| {
+                resizable(l.traf_at, -(l.cut as i64)) && resizable(l.trun_at, -(l.cut as i64))
+            })
+            && (be32(frag, first.mdat_at) == Some(0) || resizable(first.mdat_at, cut as i64));
+        if !fits {
+            found.clear();
+        }
+        found.sort_by_key(|l| std::cmp::Reverse(l.rows_at));
+        Ok(found)
+    }
 }
 
 fn is_known_top_level(t: &[u8; 4]) -> bool {
@@ -607,17 +784,20 @@ fn is_known_top_level(t: &[u8; 4]) -> bool {
 
 fn parse_moov(data: &[u8], moov: &BoxRef) -> Result<Vec<Track>, Mp4Error> {
     let mut tracks = Vec::new();
-    let mut trex: Vec<(u32, u32, u32)> = Vec::new();
+    let mut trex: Vec<(u32, SampleDefaults)> = Vec::new();
     if let Some(mvex) = find_child(data, moov, b"mvex")? {
         for b in Boxes::children(data, &mvex) {
             let b = b?;
             if &b.box_type == b"trex" {
                 // version/flags(4) track_ID(4) default_sample_description_index(4)
                 // default_sample_duration(4) default_sample_size(4) default_sample_flags(4)
-                let id = field(be32(data, b.body + 4), b.start, "the trex box")?;
-                let dur = field(be32(data, b.body + 12), b.start, "the trex box")?;
-                let flags = field(be32(data, b.body + 20), b.start, "the trex box")?;
-                trex.push((id, dur, flags));
+                let read = |at| field(be32(data, b.body + at), b.start, "the trex box");
+                let defaults = SampleDefaults {
+                    duration: read(12)?,
+                    size: read(16)?,
+                    flags: read(20)?,
+                };
+                trex.push((read(4)?, defaults));
             }
         }
     }
@@ -627,9 +807,8 @@ fn parse_moov(data: &[u8], moov: &BoxRef) -> Result<Vec<Track>, Mp4Error> {
             continue;
         }
         let mut track = parse_trak(data, &trak)?;
-        if let Some(&(_, dur, flags)) = trex.iter().find(|t| t.0 == track.id) {
-            track.default_duration = dur;
-            track.default_flags = flags;
+        if let Some(&(_, defaults)) = trex.iter().find(|t| t.0 == track.id) {
+            track.defaults = defaults;
         }
         tracks.push(track);
     }
@@ -674,8 +853,8 @@ fn parse_trak(data: &[u8], trak: &BoxRef) -> Result<Track, Mp4Error> {
         sample_entry: *b"    ",
         width: 0,
         height: 0,
-        default_duration: 0,
-        default_flags: 0,
+        defaults: SampleDefaults::default(),
+        edit_list: find_child(data, trak, b"edts")?.is_some(),
     };
     let stsd = find_child(data, &mdia, b"minf")?
         .map(|minf| find_child(data, &minf, b"stbl"))
@@ -869,6 +1048,114 @@ fn esds_codec(esds: &[u8]) -> Option<String> {
 
 const SAMPLE_IS_NON_SYNC: u32 = 0x0001_0000;
 
+/// `trun` flags: which optional fields the header and each sample table row carry.
+const TRUN_DATA_OFFSET: u32 = 0x001;
+const TRUN_FIRST_SAMPLE_FLAGS: u32 = 0x004;
+const TRUN_DURATION: u32 = 0x100;
+const TRUN_SIZE: u32 = 0x200;
+const TRUN_FLAGS: u32 = 0x400;
+const TRUN_CTO: u32 = 0x800;
+/// The row columns, in the order they are stored.
+const TRUN_COLUMNS: [u32; 4] = [TRUN_DURATION, TRUN_SIZE, TRUN_FLAGS, TRUN_CTO];
+
+/// A `trun` header and where its sample table is. Offsets are absolute in the buffer it was read
+/// from. INVARIANT: the table (`count` rows of `row_len` bytes from `rows_at`) fits in the box.
+struct Trun {
+    start: usize,
+    version: u8,
+    flags: u32,
+    count: u32,
+    data_offset_at: Option<usize>,
+    first_sample_flags: Option<u32>,
+    rows_at: usize,
+    row_len: usize,
+}
+
+/// One sample as its `trun` row, or the defaults for what the row leaves out, describe it.
+struct Sample {
+    duration: u32,
+    size: u32,
+    flags: u32,
+    /// Presentation time minus decode time (unsigned in a version 0 `trun`, signed in version 1).
+    composition_offset: i64,
+}
+
+impl Trun {
+    fn read(data: &[u8], b: &BoxRef) -> Result<Trun, Mp4Error> {
+        let version = field(data.get(b.body).copied(), b.start, "the trun box")?;
+        let flags = field(be32(data, b.body), b.start, "the trun box")? & 0x00ff_ffff;
+        let count = field(be32(data, b.body + 4), b.start, "the trun box")?;
+        let mut at = b.body + 8;
+        let mut data_offset_at = None;
+        if flags & TRUN_DATA_OFFSET != 0 {
+            data_offset_at = Some(at);
+            at += 4;
+        }
+        let mut first_sample_flags = None;
+        if flags & TRUN_FIRST_SAMPLE_FLAGS != 0 {
+            first_sample_flags = Some(field(be32(data, at), b.start, "the trun box")?);
+            at += 4;
+        }
+        let row_len = TRUN_COLUMNS.iter().filter(|&&c| flags & c != 0).count() * 4;
+        let table_end = usize::try_from(count)
+            .ok()
+            .and_then(|c| c.checked_mul(row_len))
+            .and_then(|n| n.checked_add(at))
+            .ok_or(Mp4Error::Truncated {
+                offset: b.start,
+                what: "the trun box",
+            })?;
+        if table_end > b.end {
+            return Err(Mp4Error::Truncated {
+                offset: b.start,
+                what: "the trun sample table",
+            });
+        }
+        Ok(Trun {
+            start: b.start,
+            version,
+            flags,
+            count,
+            data_offset_at,
+            first_sample_flags,
+            rows_at: at,
+            row_len,
+        })
+    }
+
+    /// Sample `i` (below `count`).
+    fn sample(&self, data: &[u8], i: u32, defaults: &SampleDefaults) -> Result<Sample, Mp4Error> {
+        let row = (i as usize)
+            .checked_mul(self.row_len)
+            .and_then(|n| n.checked_add(self.rows_at));
+        let mut columns = [None; 4];
+        let mut at = row;
+        for (value, column) in columns.iter_mut().zip(TRUN_COLUMNS) {
+            if self.flags & column != 0 {
+                let v = at.and_then(|at| be32(data, at));
+                *value = Some(field(v, self.start, "the trun box")?);
+                at = at.and_then(|at| at.checked_add(4));
+            }
+        }
+        let [duration, size, flags, offset] = columns;
+        let flags = match (i, self.first_sample_flags) {
+            (0, Some(first)) => first,
+            _ => flags.unwrap_or(defaults.flags),
+        };
+        let composition_offset = match offset {
+            None => 0,
+            Some(o) if self.version == 0 => i64::from(o),
+            Some(o) => i64::from(o as i32),
+        };
+        Ok(Sample {
+            duration: duration.unwrap_or(defaults.duration),
+            size: size.unwrap_or(defaults.size),
+            flags,
+            composition_offset,
+        })
+    }
+}
+
 fn parse_fragment(
     data: &[u8],
     moof: &BoxRef,
@@ -903,6 +1190,8 @@ fn parse_fragment(
     Ok(Fragment {
         range: moof.start..mdat.end,
         mfhd_seq_at: mfhd.body + 4 - base,
+        mdat_at: mdat.start - base,
+        mdat_body_at: mdat.body - base,
         runs,
         keyframe,
     })
@@ -924,24 +1213,25 @@ fn parse_traf(
             offset: traf.start,
             track_id,
         })?;
+    let mut defaults = tracks[track].defaults;
+    // base_data_offset(8) sample_description_index(4) default_sample_duration(4)
+    // default_sample_size(4) default_sample_flags(4), each there when its flag is set.
     let mut at = tfhd.body + 8;
-    if tfhd_flags & 0x01 != 0 {
-        at += 8;
-    }
-    if tfhd_flags & 0x02 != 0 {
-        at += 4;
-    }
-    let mut default_duration = tracks[track].default_duration;
-    if tfhd_flags & 0x08 != 0 {
-        default_duration = field(be32(data, at), tfhd.start, "the tfhd box")?;
-        at += 4;
-    }
-    if tfhd_flags & 0x10 != 0 {
-        at += 4;
-    }
-    let mut default_flags = tracks[track].default_flags;
-    if tfhd_flags & 0x20 != 0 {
-        default_flags = field(be32(data, at), tfhd.start, "the tfhd box")?;
+    let optional: [(u32, usize, Option<&mut u32>); 5] = [
+        (0x01, 8, None),
+        (0x02, 4, None),
+        (0x08, 4, Some(&mut defaults.duration)),
+        (0x10, 4, Some(&mut defaults.size)),
+        (0x20, 4, Some(&mut defaults.flags)),
+    ];
+    for (flag, len, value) in optional {
+        if tfhd_flags & flag == 0 {
+            continue;
+        }
+        if let Some(value) = value {
+            *value = field(be32(data, at), tfhd.start, "the tfhd box")?;
+        }
+        at += len;
     }
     let tfdt = require_child(data, traf, "tfdt", "traf")?;
     let tfdt_v1 = field(data.get(tfdt.body).copied(), tfdt.start, "the tfdt box")? == 1;
@@ -957,102 +1247,60 @@ fn parse_traf(
     let mut duration = 0u64;
     let mut samples = 0u32;
     let mut first_flags: Option<u32> = None;
-    for trun in Boxes::children(data, traf) {
-        let trun = trun?;
-        if &trun.box_type != b"trun" {
+    let mut first_presented: Option<i64> = None;
+    let mut trun_at = None;
+    for b in Boxes::children(data, traf) {
+        let b = b?;
+        if &b.box_type != b"trun" {
             continue;
         }
-        let err = |_| Mp4Error::Truncated {
-            offset: trun.start,
-            what: "the trun box",
-        };
-        let flags = field(be32(data, trun.body), trun.start, "the trun box")? & 0x00ff_ffff;
-        let count = field(be32(data, trun.body + 4), trun.start, "the trun box")?;
-        let mut at = trun.body + 8;
-        if flags & 0x01 != 0 {
-            at += 4;
-        }
-        let mut first_sample_flags = None;
-        if flags & 0x04 != 0 {
-            first_sample_flags = Some(field(be32(data, at), trun.start, "the trun box")?);
-            at += 4;
-        }
-        let per_sample = [0x100u32, 0x200, 0x400, 0x800]
-            .iter()
-            .filter(|&&f| flags & f != 0)
-            .count()
-            * 4;
-        let table = usize::try_from(count)
-            .ok()
-            .and_then(|c| c.checked_mul(per_sample))
-            .and_then(|n| n.checked_add(at))
-            .ok_or(Mp4Error::Truncated {
-                offset: trun.start,
-                what: "the trun box",
-            })?;
-        if table > trun.end {
-            return Err(Mp4Error::Truncated {
-                offset: trun.start,
-                what: "the trun sample table",
-            });
-        }
-        if per_sample == 0 {
-            // Every sample takes the defaults: no table to walk (count may be 4 billion).
-            if count > 0 && first_flags.is_none() {
-                first_flags = Some(first_sample_flags.unwrap_or(default_flags));
+        let trun = Trun::read(data, &b)?;
+        trun_at.get_or_insert(b.start - base);
+        if trun.row_len == 0 {
+            // Every sample takes the defaults: no table to walk (count may be 4 billion), and
+            // with no composition offsets the first sample is the first shown.
+            if trun.count > 0 {
+                first_flags.get_or_insert(trun.first_sample_flags.unwrap_or(defaults.flags));
+                first_presented.get_or_insert(i64::try_from(duration).unwrap_or(i64::MAX));
             }
             duration = duration
-                .saturating_add(u64::from(count).saturating_mul(u64::from(default_duration)));
-            samples = samples.saturating_add(count);
+                .saturating_add(u64::from(trun.count).saturating_mul(u64::from(defaults.duration)));
+            samples = samples.saturating_add(trun.count);
             continue;
         }
-        // INVARIANT: the table fits in the box (checked above), so this loop is bounded by the
-        // file's size.
-        for i in 0..count {
-            let mut f = at;
-            let sample_duration = if flags & 0x100 != 0 {
-                let d = be32(data, f).ok_or(()).map_err(err)?;
-                f += 4;
-                d
-            } else {
-                default_duration
-            };
-            if flags & 0x200 != 0 {
-                f += 4;
-            }
-            let sample_flags = if flags & 0x400 != 0 {
-                be32(data, f).ok_or(()).map_err(err)?
-            } else if i == 0 {
-                first_sample_flags.unwrap_or(default_flags)
-            } else {
-                default_flags
-            };
-            if first_flags.is_none() {
-                first_flags = Some(if i == 0 {
-                    first_sample_flags.unwrap_or(sample_flags)
-                } else {
-                    sample_flags
-                });
-            }
-            duration = duration.saturating_add(u64::from(sample_duration));
-            at += per_sample;
+        // INVARIANT: the table fits in the box (Trun::read checks), so this loop is bounded by
+        // the file's size.
+        for i in 0..trun.count {
+            let sample = trun.sample(data, i, &defaults)?;
+            first_flags.get_or_insert(sample.flags);
+            let shown = i64::try_from(duration)
+                .unwrap_or(i64::MAX)
+                .saturating_add(sample.composition_offset);
+            first_presented = Some(first_presented.map_or(shown, |p| p.min(shown)));
+            duration = duration.saturating_add(u64::from(sample.duration));
         }
-        samples = samples.saturating_add(count);
+        samples = samples.saturating_add(trun.count);
     }
     Ok(TrackRun {
         track,
         decode_time,
         duration,
+        first_presented: first_presented.unwrap_or(0),
         tfdt_at: tfdt.body + 4 - base,
         tfdt_v1,
+        traf_at: traf.start - base,
+        trun_at,
+        defaults,
         first_sample_sync: first_flags.is_some_and(|f| f & SAMPLE_IS_NON_SYNC == 0),
         samples,
     })
 }
 
 /// Writes `fragment`'s bytes into `out` with every track's decode time moved on by `loops` loop
-/// periods and the `mfhd` sequence number set to `sequence`. Returns false when a 32-bit (version
-/// 0) `tfdt` could not hold the new time and wrapped.
+/// periods and the `mfhd` sequence number set to `sequence`; on passes after the first (`loops`
+/// above 0) the first fragment also leaves out its `LeadIn` samples. `out` always gets as many
+/// bytes as the fragment has. Returns false when a 32-bit (version 0) `tfdt` could not hold the
+/// new time and wrapped.
 pub fn render_fragment(
     movie: &Movie,
     data: &[u8],
@@ -1070,15 +1318,24 @@ pub fn render_fragment(
     };
     out.extend_from_slice(bytes);
     let (period, period_ts) = movie.loop_period();
+    let lead_in: &[LeadIn] = if loops > 0 && index == 0 {
+        &movie.lead_in
+    } else {
+        &[]
+    };
     let mut fits = true;
     if let Some(seq) = out.get_mut(frag.mfhd_seq_at..frag.mfhd_seq_at + 4) {
         seq.copy_from_slice(&sequence.to_be_bytes());
     }
-    for run in &frag.runs {
+    for (i, run) in frag.runs.iter().enumerate() {
         let ts = movie.tracks[run.track].timescale;
         let shift =
             u128::from(loops) * u128::from(period) * u128::from(ts) / u128::from(period_ts.max(1));
-        let t = u128::from(run.decode_time) + shift;
+        let skipped = lead_in
+            .iter()
+            .find(|l| l.run == i)
+            .map_or(0, |l| l.duration);
+        let t = u128::from(run.decode_time) + shift + u128::from(skipped);
         if run.tfdt_v1 {
             let t = u64::try_from(t).unwrap_or(u64::MAX);
             if let Some(f) = out.get_mut(run.tfdt_at..run.tfdt_at + 8) {
@@ -1092,7 +1349,87 @@ pub fn render_fragment(
             }
         }
     }
+    leave_out_lead_in(out, lead_in, frag);
     fits
+}
+
+/// Takes the [`LeadIn`] samples out of a copy of the first fragment, in place and keeping its
+/// length: each trun gets its new sample count and data offset and loses the rows of the left-out
+/// samples, the boxes after each cut (the `mdat` header with them) move up, and the `mdat` grows
+/// by the bytes cut, so every sample's data stays at the offset its trun gives. The left-out
+/// samples' data stays in the `mdat`, unused. Works on the unchanged copy: all fields first, then
+/// the moves.
+fn leave_out_lead_in(out: &mut [u8], lead_in: &[LeadIn], frag: &Fragment) {
+    if lead_in.is_empty() {
+        return;
+    }
+    let mut total = 0;
+    for l in lead_in {
+        put32(out, l.count_at, l.count);
+        put32(out, l.data_offset_at, l.data_offset as u32);
+        resize_box(out, l.trun_at, -(l.cut as i64));
+        resize_box(out, l.traf_at, -(l.cut as i64));
+        total += l.cut;
+    }
+    resize_box(out, 0, -(total as i64));
+    // INVARIANT: `lead_in` runs from the last table in the fragment to the first, so a move
+    // never shifts bytes a later move still has to find at their original offset.
+    let mut end = frag.mdat_body_at;
+    for l in lead_in {
+        let from = l.rows_at + l.cut;
+        if from > end || end > out.len() {
+            debug_assert!(false, "lead-in rows {from} past the mdat body at {end}");
+            return;
+        }
+        out.copy_within(from..end, l.rows_at);
+        end -= l.cut;
+    }
+    if let Some(mdat_at) = frag.mdat_at.checked_sub(total) {
+        resize_box(out, mdat_at, total as i64);
+    }
+}
+
+fn put32(buf: &mut [u8], at: usize, value: u32) {
+    if let Some(f) = buf.get_mut(at..at.saturating_add(4)) {
+        f.copy_from_slice(&value.to_be_bytes());
+    }
+}
+
+/// Where the size field of the box at `at` is, whether it is the 64-bit one, and what it would say
+/// with the box `by` bytes longer; `None` when the box has no size to change (size 0: "to the
+/// end") or the new size would not fit its field or its header.
+fn box_size_after(buf: &[u8], at: usize, by: i64) -> Option<(usize, bool, u64)> {
+    let (field_at, wide, size, header) = match be32(buf, at)? {
+        0 => return None,
+        1 => {
+            let field_at = at.checked_add(8)?;
+            (field_at, true, be64(buf, field_at)?, 16)
+        }
+        n => (at, false, u64::from(n), 8),
+    };
+    let new = i128::from(size) + i128::from(by);
+    let max = if wide {
+        i128::from(u64::MAX)
+    } else {
+        i128::from(u32::MAX)
+    };
+    if new < header || new > max {
+        return None;
+    }
+    Some((field_at, wide, u64::try_from(new).ok()?))
+}
+
+/// Makes the box at `at` `by` bytes longer (or shorter) in its size field, if it can say so.
+fn resize_box(buf: &mut [u8], at: usize, by: i64) {
+    match box_size_after(buf, at, by) {
+        Some((field_at, true, size)) => {
+            if let Some(f) = buf.get_mut(field_at..field_at + 8) {
+                f.copy_from_slice(&size.to_be_bytes());
+            }
+        }
+        Some((field_at, false, size)) => put32(buf, field_at, size as u32),
+        None => {}
+    }
 }
 
 /// Reads a fragment's `mfhd` sequence number and each `tfdt` decode time back out of its bytes
@@ -1428,5 +1765,481 @@ mod tests {
             0, 0x05, 0x02, 0x28, 0x00,
         ];
         assert_eq!(esds_codec(&esds).as_deref(), Some("mp4a.40.5"));
+    }
+
+    // ---- B-frame lead-in: synthetic movies ----
+
+    /// A track of a synthetic movie: every fragment carries the same samples, each given as
+    /// (duration, size, composition offset), the first fragment after a `lead` sample if there
+    /// is one; `trun_flags` says which fields the trun has.
+    struct TestTrack {
+        id: u32,
+        video: bool,
+        edit_list: bool,
+        trun_version: u8,
+        trun_flags: u32,
+        lead: Option<(u32, u32, i32)>,
+        samples: Vec<(u32, u32, i32)>,
+    }
+
+    impl TestTrack {
+        /// Four 40-tick frames in decode order I P B B, decoded at 0, 40, 80 and 120 and shown at
+        /// 80, 200, 120 and 160: the first frame shows at 80.
+        fn bframe_video() -> TestTrack {
+            TestTrack {
+                id: 1,
+                video: true,
+                edit_list: false,
+                trun_version: 0,
+                trun_flags: 0x001 | 0x100 | 0x200 | 0x800,
+                lead: None,
+                samples: vec![(40, 30, 80), (40, 20, 160), (40, 10, 40), (40, 11, 40)],
+            }
+        }
+
+        /// Audio as ffmpeg writes it next to B-frame video: the first (priming) sample stretched
+        /// back to 0, ending when the first frame shows, then 160 ticks of 20-tick frames in
+        /// every fragment, in step with the frames shown.
+        fn audio(id: u32) -> TestTrack {
+            TestTrack {
+                id,
+                video: false,
+                edit_list: false,
+                trun_version: 0,
+                trun_flags: 0x001 | 0x100 | 0x200,
+                lead: Some((80, 5, 0)),
+                samples: (6..14).map(|size| (20, size, 0)).collect(),
+            }
+        }
+
+        fn samples_in(&self, fragment: usize) -> Vec<(u32, u32, i32)> {
+            let lead = self.lead.filter(|_| fragment == 0);
+            lead.into_iter()
+                .chain(self.samples.iter().copied())
+                .collect()
+        }
+
+        /// Where fragment `f` starts on the track's timeline.
+        fn start_of(&self, f: usize) -> u64 {
+            let span: u64 = self.samples.iter().map(|s| u64::from(s.0)).sum();
+            let lead = self.lead.map_or(0, |l| u64::from(l.0));
+            if f == 0 {
+                0
+            } else {
+                lead + span * f as u64
+            }
+        }
+
+        /// The byte every sample of this track is filled with in fragment `f`.
+        fn fill(&self, f: usize, sample: usize) -> u8 {
+            (self.id as u8) << 5 | (f as u8) << 4 | sample as u8
+        }
+    }
+
+    fn full_box(t: &[u8; 4], version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
+        let mut v = (flags | u32::from(version) << 24).to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        boxed(t, &v)
+    }
+
+    fn be(values: &[u32]) -> Vec<u8> {
+        values.iter().flat_map(|v| v.to_be_bytes()).collect()
+    }
+
+    fn test_trak(t: &TestTrack) -> Vec<u8> {
+        // tkhd v0: times(8) track_ID; mdhd v0: times(8) timescale(4) duration(4) language(4).
+        let mut trak = full_box(b"tkhd", 0, 3, &be(&[0, 0, t.id, 0, 0]));
+        if t.edit_list {
+            let elst = full_box(b"elst", 0, 0, &be(&[1, 0, 80, 0x0001_0000]));
+            trak.extend(boxed(b"edts", &elst));
+        }
+        let mut mdia = full_box(b"mdhd", 0, 0, &be(&[0, 0, 1000, 0, 0]));
+        let handler = if t.video { b"vide" } else { b"soun" };
+        let mut hdlr = be(&[0]);
+        hdlr.extend_from_slice(handler);
+        hdlr.extend_from_slice(&[0; 13]);
+        mdia.extend(full_box(b"hdlr", 0, 0, &hdlr));
+        trak.extend(boxed(b"mdia", &mdia));
+        boxed(b"trak", &trak)
+    }
+
+    /// ftyp, moov and `fragments` moof+mdat pairs of `tracks` (timescale 1000, the first track's
+    /// data first in each mdat); `large_mdat` writes the mdat headers with a 64-bit size.
+    fn synthetic(tracks: &[TestTrack], fragments: usize, large_mdat: bool) -> Vec<u8> {
+        let mut file = boxed(b"ftyp", b"isom\0\0\0\0");
+        let mut moov = Vec::new();
+        let mut mvex = Vec::new();
+        for t in tracks {
+            moov.extend(test_trak(t));
+            let size = t.samples_in(0)[0].1;
+            mvex.extend(full_box(b"trex", 0, 0, &be(&[t.id, 1, 0, size, 0])));
+        }
+        moov.extend(boxed(b"mvex", &mvex));
+        file.extend(boxed(b"moov", &moov));
+        for f in 0..fragments {
+            let moof = |offsets: &[u32]| {
+                let mut moof = full_box(b"mfhd", 0, 0, &be(&[f as u32 + 1]));
+                for (t, &offset) in tracks.iter().zip(offsets) {
+                    let mut traf = full_box(b"tfhd", 0, 0x02_0000, &be(&[t.id]));
+                    traf.extend(full_box(b"tfdt", 1, 0, &t.start_of(f).to_be_bytes()));
+                    let samples = t.samples_in(f);
+                    let mut trun = be(&[samples.len() as u32]);
+                    if t.trun_flags & 0x001 != 0 {
+                        trun.extend(be(&[offset]));
+                    }
+                    for &(duration, size, offset) in &samples {
+                        let row = [(0x100, duration), (0x200, size), (0x800, offset as u32)];
+                        for (flag, value) in row {
+                            if t.trun_flags & flag != 0 {
+                                trun.extend(be(&[value]));
+                            }
+                        }
+                    }
+                    traf.extend(full_box(b"trun", t.trun_version, t.trun_flags, &trun));
+                    moof.extend(boxed(b"traf", &traf));
+                }
+                boxed(b"moof", &moof)
+            };
+            let header = if large_mdat { 16 } else { 8 };
+            let mut offsets = Vec::new();
+            let mut at = moof(&vec![0; tracks.len()]).len() + header;
+            let mut data = Vec::new();
+            for t in tracks {
+                offsets.push(at as u32);
+                for (i, &(_, size, _)) in t.samples_in(f).iter().enumerate() {
+                    data.extend(std::iter::repeat(t.fill(f, i)).take(size as usize));
+                    at += size as usize;
+                }
+            }
+            file.extend(moof(&offsets));
+            if large_mdat {
+                file.extend_from_slice(&1u32.to_be_bytes());
+                file.extend_from_slice(b"mdat");
+                file.extend_from_slice(&(data.len() as u64 + 16).to_be_bytes());
+                file.extend(data);
+            } else {
+                file.extend(boxed(b"mdat", &data));
+            }
+        }
+        file
+    }
+
+    /// What a rendered fragment says about track `id`: its decode time, sample count, and the
+    /// bytes of its first sample (found through the trun's data offset, from the moof start).
+    fn run_of(fragment: &[u8], id: u32) -> (u64, u32, Vec<u8>) {
+        let moof = read_box(fragment, 0, fragment.len()).unwrap();
+        assert_eq!(&moof.box_type, b"moof");
+        for traf in Boxes::children(fragment, &moof).map(Result::unwrap) {
+            if &traf.box_type != b"traf" {
+                continue;
+            }
+            let tfhd = require_child(fragment, &traf, "tfhd", "traf").unwrap();
+            if be32(fragment, tfhd.body + 4) != Some(id) {
+                continue;
+            }
+            let tfdt = require_child(fragment, &traf, "tfdt", "traf").unwrap();
+            let trun = require_child(fragment, &traf, "trun", "traf").unwrap();
+            let t = Trun::read(fragment, &trun).unwrap();
+            let first = t.sample(fragment, 0, &SampleDefaults::default()).unwrap();
+            let at = be32(fragment, t.data_offset_at.unwrap()).unwrap() as usize;
+            let bytes = fragment[at..at + first.size as usize].to_vec();
+            return (be64(fragment, tfdt.body + 4).unwrap(), t.count, bytes);
+        }
+        panic!("no traf for track {id}");
+    }
+
+    fn render(m: &Movie, file: &[u8], index: usize, loops: u64) -> Vec<u8> {
+        let mut out = Vec::new();
+        render_fragment(m, file, index, loops, 9, &mut out);
+        assert_eq!(out.len(), m.fragments[index].range.len());
+        out
+    }
+
+    /// The init segment followed by fragments `0..n` of `passes` passes, as a viewer gets them.
+    fn played(m: &Movie, file: &[u8], passes: u64) -> Vec<u8> {
+        let mut stream = m.init.clone();
+        for loops in 0..passes {
+            for i in 0..m.fragments.len() {
+                stream.extend(render(m, file, i, loops));
+            }
+        }
+        stream
+    }
+
+    /// Checks that every track of `stream` runs on with no gap and no overlap.
+    fn assert_tracks_continuous(stream: &[u8]) {
+        let whole = Movie::parse(stream).expect("the played stream parses");
+        for track in 0..whole.tracks.len() {
+            let runs: Vec<&TrackRun> = whole
+                .fragments
+                .iter()
+                .flat_map(|f| &f.runs)
+                .filter(|r| r.track == track)
+                .collect();
+            for w in runs.windows(2) {
+                assert_eq!(
+                    w[0].decode_time + w[0].duration,
+                    w[1].decode_time,
+                    "track {track}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lead_in_before_the_first_shown_frame_is_left_out_after_the_first_pass() {
+        let tracks = [TestTrack::bframe_video(), TestTrack::audio(2)];
+        let file = synthetic(&tracks, 2, false);
+        let m = Movie::parse(&file).unwrap();
+        assert_eq!(m.fragments[0].runs[0].first_presented, 80);
+        assert_eq!(m.lead_in_ticks(1), 80, "the stretched priming sample");
+        assert_eq!(m.lead_in_ticks(0), 0, "the video is never cut");
+        // Both tracks play 320 ticks a pass once the audio's lead-in is gone.
+        assert_eq!(m.loop_period(), (320, 1000));
+
+        // The first pass is the file as it is.
+        let first = render(&m, &file, 0, 0);
+        let src = &file[m.fragments[0].range.clone()];
+        let differing = first.iter().zip(src).filter(|(a, b)| a != b).count();
+        assert!(
+            differing <= 4,
+            "{differing} bytes changed on the first pass"
+        );
+        assert_eq!(run_of(&first, 2), (0, 9, vec![tracks[1].fill(0, 0); 5]));
+
+        // Later passes: the audio starts when the first frame shows, at its second sample.
+        let again = render(&m, &file, 0, 3);
+        assert_eq!(
+            run_of(&again, 2),
+            (3 * 320 + 80, 8, vec![tracks[1].fill(0, 1); 6])
+        );
+        assert_eq!(
+            run_of(&again, 1),
+            (3 * 320, 4, vec![tracks[0].fill(0, 0); 30])
+        );
+        let mdat_at = m.fragments[0].mdat_at;
+        assert_eq!(
+            &again[mdat_at - 8 + 4..mdat_at - 8 + 8],
+            b"mdat",
+            "moved up"
+        );
+        assert_eq!(
+            again[m.fragments[0].mdat_body_at..],
+            src[m.fragments[0].mdat_body_at..],
+            "the sample data stays where it was"
+        );
+        // Only the first fragment has a lead-in.
+        let second = render(&m, &file, 1, 3);
+        assert_eq!(
+            run_of(&second, 2),
+            (3 * 320 + 240, 8, vec![tracks[1].fill(1, 0); 6])
+        );
+
+        let stream = played(&m, &file, 3);
+        assert_tracks_continuous(&stream[..]);
+    }
+
+    #[test]
+    fn lead_in_of_two_tracks_and_a_64_bit_mdat() {
+        let tracks = [
+            TestTrack::bframe_video(),
+            TestTrack::audio(2),
+            TestTrack::audio(3),
+        ];
+        let file = synthetic(&tracks, 2, true);
+        let m = Movie::parse(&file).unwrap();
+        assert_eq!((m.lead_in_ticks(1), m.lead_in_ticks(2)), (80, 80));
+        let again = render(&m, &file, 0, 1);
+        assert_eq!(run_of(&again, 2), (400, 8, vec![tracks[1].fill(0, 1); 6]));
+        assert_eq!(run_of(&again, 3), (400, 8, vec![tracks[2].fill(0, 1); 6]));
+        assert_eq!(run_of(&again, 1), (320, 4, vec![tracks[0].fill(0, 0); 30]));
+        let mdat = read_box(&again, m.fragments[0].mdat_at - 16, again.len()).unwrap();
+        assert_eq!((&mdat.box_type, mdat.end), (b"mdat", again.len()));
+        assert_tracks_continuous(&played(&m, &file, 3));
+    }
+
+    #[test]
+    fn an_mdat_to_the_end_of_the_file_needs_no_new_size() {
+        let tracks = [TestTrack::bframe_video(), TestTrack::audio(2)];
+        let mut file = synthetic(&tracks, 1, false);
+        let m = Movie::parse(&file).unwrap();
+        let mdat_at = m.fragments[0].range.start + m.fragments[0].mdat_at;
+        file[mdat_at..mdat_at + 4].copy_from_slice(&0u32.to_be_bytes());
+        let m = Movie::parse(&file).unwrap();
+        assert_eq!(m.lead_in_ticks(1), 80);
+        let again = render(&m, &file, 0, 1);
+        assert_eq!(run_of(&again, 2), (240, 8, vec![tracks[1].fill(0, 1); 6]));
+        let mut stream = m.init.clone();
+        stream.extend(&again);
+        assert_eq!(Movie::parse(&stream).unwrap().fragments.len(), 1);
+    }
+
+    /// Movies whose loop must stay byte for byte what it was before lead-ins were left out.
+    fn assert_no_lead_in(tracks: &[TestTrack]) {
+        let file = synthetic(tracks, 2, false);
+        let m = Movie::parse(&file).unwrap();
+        assert!(m.lead_in.is_empty());
+        for i in 0..2 {
+            let src = &file[m.fragments[i].range.clone()];
+            let out = render(&m, &file, i, 5);
+            let differing = out.iter().zip(src).filter(|(a, b)| a != b).count();
+            assert!(
+                differing <= 4 + 2 * 8,
+                "fragment {i}: {differing} bytes changed"
+            );
+        }
+    }
+
+    #[test]
+    fn files_with_an_edit_list_or_no_composition_offsets_keep_their_lead_in() {
+        let mut video = TestTrack::bframe_video();
+        video.edit_list = true;
+        assert_no_lead_in(&[video, TestTrack::audio(2)]);
+        let mut audio = TestTrack::audio(2);
+        audio.edit_list = true;
+        assert_no_lead_in(&[TestTrack::bframe_video(), audio]);
+        let mut video = TestTrack::bframe_video();
+        video.trun_flags &= !0x800;
+        assert_no_lead_in(&[video, TestTrack::audio(2)]);
+        // Offsets that show the first frame at its decode time (signed, version 1).
+        let mut video = TestTrack::bframe_video();
+        video.trun_version = 1;
+        video.samples = vec![(40, 30, 0), (40, 20, 80), (40, 10, -40), (40, 11, -40)];
+        assert_no_lead_in(&[video, TestTrack::audio(2)]);
+    }
+
+    #[test]
+    fn lead_in_is_kept_when_the_trun_cannot_lose_it() {
+        // No data offset to move on, first-sample flags that would pass to another sample,
+        // composition offsets on the audio, or a single sample.
+        for (flags, samples) in [
+            (0x100 | 0x200, None),
+            (0x001 | 0x004 | 0x100 | 0x200, None),
+            (0x001 | 0x100 | 0x200 | 0x800, None),
+            (0x001 | 0x100 | 0x200, Some(vec![])),
+        ] {
+            let mut audio = TestTrack::audio(2);
+            audio.trun_flags = flags;
+            if let Some(samples) = samples {
+                audio.samples = samples;
+            }
+            let mut file = synthetic(&[TestTrack::bframe_video(), audio], 2, false);
+            if flags & 0x004 != 0 {
+                // The builder sets the flag but writes no field for it.
+                file = with_first_sample_flags(&file);
+            }
+            let m = Movie::parse(&file).unwrap();
+            assert!(m.lead_in.is_empty(), "trun flags {flags:#x}");
+        }
+    }
+
+    /// `file` with the audio trun of every fragment given first-sample flags (0 = sync).
+    fn with_first_sample_flags(file: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in Boxes::new(file, 0..file.len()).map(Result::unwrap) {
+            if &b.box_type != b"moof" {
+                out.extend_from_slice(&file[b.range()]);
+                continue;
+            }
+            let mut moof = Vec::new();
+            for c in Boxes::children(file, &b).map(Result::unwrap) {
+                let tfhd = require_child(file, &c, "tfhd", "traf");
+                let is_audio = tfhd.is_ok_and(|t| be32(file, t.body + 4) == Some(2));
+                if !is_audio {
+                    moof.extend_from_slice(&file[c.range()]);
+                    continue;
+                }
+                let mut traf = Vec::new();
+                for d in Boxes::children(file, &c).map(Result::unwrap) {
+                    if &d.box_type == b"trun" {
+                        // version/flags(4) count(4) data offset(4), then first-sample flags.
+                        let mut body = file[d.body..d.body + 12].to_vec();
+                        body.extend_from_slice(&0u32.to_be_bytes());
+                        body.extend_from_slice(&file[d.body + 12..d.end]);
+                        traf.extend(boxed(b"trun", &body));
+                    } else {
+                        traf.extend_from_slice(&file[d.range()]);
+                    }
+                }
+                moof.extend(boxed(b"traf", &traf));
+            }
+            out.extend(boxed(b"moof", &moof));
+        }
+        out
+    }
+
+    #[test]
+    fn signed_composition_offsets_of_version_1_truns() {
+        let mut video = TestTrack::bframe_video();
+        video.trun_version = 1;
+        video.samples = vec![(40, 30, 120), (40, 20, 200), (40, 10, -40), (40, 11, 80)];
+        let file = synthetic(&[video, TestTrack::audio(2)], 2, false);
+        let m = Movie::parse(&file).unwrap();
+        // Shown at 120, 240, 40 and 200: the B-frame at 80 - 40 is the first one shown.
+        assert_eq!(m.fragments[0].runs[0].first_presented, 40);
+        assert!(m.lead_in.is_empty(), "no audio sample ends by 40");
+    }
+
+    #[test]
+    fn lead_in_walk_is_bounded_and_lying_truns_are_errors() {
+        // Four billion default samples of 0 ticks: the walk stops at its cap.
+        let mut audio = TestTrack::audio(2);
+        audio.trun_flags = 0x001;
+        audio.lead = None;
+        audio.samples = vec![(0, 5, 0)];
+        let mut file = synthetic(&[TestTrack::bframe_video(), audio], 2, false);
+        let m = Movie::parse(&file).unwrap();
+        let run = &m.fragments[0].runs[1];
+        let trun_at = m.fragments[0].range.start + run.trun_at.unwrap();
+        file[trun_at + 12..trun_at + 16].copy_from_slice(&u32::MAX.to_be_bytes());
+        let m = Movie::parse(&file).unwrap();
+        assert_eq!(m.fragments[0].runs[1].samples, u32::MAX);
+        assert!(m.lead_in.is_empty(), "samples of no time are no lead-in");
+        // A trun whose table runs past its box is refused with its offset.
+        let file = synthetic(&[TestTrack::bframe_video(), TestTrack::audio(2)], 2, false);
+        let m = Movie::parse(&file).unwrap();
+        let trun_at = m.fragments[0].range.start + m.fragments[0].runs[1].trun_at.unwrap();
+        let mut bad = file.clone();
+        bad[trun_at + 12..trun_at + 16].copy_from_slice(&100u32.to_be_bytes());
+        assert_eq!(
+            Movie::parse(&bad),
+            Err(Mp4Error::Truncated {
+                offset: trun_at,
+                what: "the trun sample table"
+            })
+        );
+    }
+
+    // ---- B-frame lead-in: the committed test file (tests/make-bframes.sh) ----
+
+    const BFRAMES: &[u8] = include_bytes!("../tests/bframes.mp4");
+
+    #[test]
+    fn bframes_file_loops_with_every_track_continuous_and_in_step() {
+        let m = Movie::parse(BFRAMES).unwrap();
+        let video = m.main_track;
+        let audio = 1 - video;
+        let (v_ts, a_ts) = (12800u64, 48000u64);
+        assert_eq!(u64::from(m.tracks[video].timescale), v_ts);
+        assert_eq!(u64::from(m.tracks[audio].timescale), a_ts);
+        // Two frames of composition delay: the first frame shows at 80 ms; the audio's first
+        // (priming) sample was stretched back to 0 and is the lead-in.
+        assert_eq!(m.fragments[0].runs[video].first_presented, 1024);
+        assert_eq!(m.lead_in_ticks(audio), 3840);
+        assert_eq!(m.loop_period(), (2 * v_ts, v_ts as u32), "2 s a pass");
+
+        let stream = played(&m, BFRAMES, 3);
+        assert_tracks_continuous(&stream);
+        // Every pass after the first starts its audio when its first frame shows (in step as
+        // in the file), and only fragment 0's audio changes.
+        let whole = Movie::parse(&stream).unwrap();
+        for pass in 1..3 {
+            let f = &whole.fragments[pass * m.fragments.len()];
+            let v = &f.runs[video];
+            let a = &f.runs[audio];
+            let shown = (v.decode_time as i64 + v.first_presented) as u64;
+            assert_eq!(shown * a_ts, a.decode_time * v_ts, "pass {pass}");
+            assert_eq!(a.samples + 1, m.fragments[0].runs[audio].samples);
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! The SSE stream end to end over real loopback sockets: what one viewer receives is a valid
-//! fragmented MP4 that keeps its timeline across loops, many viewers get identical frames, a
-//! stuck viewer neither slows the others nor grows the server, and a reconnect resumes with no gap.
+//! fragmented MP4 that keeps its timeline across loops (with no gap or overlap in any track for a
+//! B-frame video), many viewers get identical frames, a stuck viewer neither slows the others nor
+//! grows the server, and a reconnect resumes with no gap.
 
 mod util;
 
@@ -124,6 +125,40 @@ fn events_concatenate_to_a_valid_fmp4_across_loops() {
         whole.fragments[0].keyframe,
         "a new viewer starts at a keyframe"
     );
+}
+
+/// A B-frame video whose audio starts before its first frame is shown (tests/make-bframes.sh):
+/// every track of what a viewer receives runs on across loop points with no gap and no overlap,
+/// as if the file were one long recording.
+#[test]
+fn b_frame_video_loops_with_every_track_continuous() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/bframes.mp4");
+    let server = TestServer::start(&["--speed", "20", path]);
+    let mut r = SseReader::open(server.addr, "/events", "");
+    let init = r.next_event().expect("init event");
+    let b64 = init.data.split("\"init\":\"").nth(1).unwrap();
+    let mut stream = STANDARD.decode(b64.split('"').next().unwrap()).unwrap();
+    // 7 fragments of the 2-fragment video: at least two loop points.
+    for _ in 0..7 {
+        stream.extend(STANDARD.decode(next_data(&mut r).data).unwrap());
+    }
+    let whole = Movie::parse(&stream).expect("init + fragments is a valid fragmented MP4");
+    for track in 0..whole.tracks.len() {
+        let runs: Vec<_> = whole
+            .fragments
+            .iter()
+            .flat_map(|f| &f.runs)
+            .filter(|run| run.track == track)
+            .collect();
+        assert_eq!(runs.len(), 7);
+        for w in runs.windows(2) {
+            assert_eq!(
+                w[0].decode_time + w[0].duration,
+                w[1].decode_time,
+                "track {track} has a gap or an overlap"
+            );
+        }
+    }
 }
 
 #[test]
