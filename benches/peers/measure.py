@@ -9,6 +9,11 @@
       sample where the server holds a socket for every client (or, if some never connect, the first
       sample at the highest socket count). After the load generator exits, takes the CPU time again
       and appends one JSON line: the load generator's JSON plus the server measurements.
+      CPU s / GB (run) is that whole-run CPU time (connecting and closing included) per GB of
+      payload received in the window. The load generator is also given the pids
+      (--server-pid) and itself reads their exact CPU time (/proc/PID/task/*/schedstat) at the
+      start and end of the steady state — from 1 s after every client is streaming to the end of
+      its window — together with the bytes received in between: CPU s / GB (steady).
 
   measure.py table RESULTS.jsonl [--md FILE]
       Prints the comparison table (and writes it, with a details table, as Markdown to FILE).
@@ -97,7 +102,12 @@ def cmd_run(args):
 
     stdout_path = args.out + ".stdout.tmp"
     with open(stdout_path, "wb") as out, open(args.loadgen_log, "ab") as err:
-        loadgen = subprocess.Popen(args.loadgen, stdout=out, stderr=err)
+        # The load generator also reads the server's CPU time itself at the edges of the steady
+        # state (every client streaming), exactly when it counts the bytes received in it.
+        argv = list(args.loadgen)
+        for pid in pids:
+            argv += ["--server-pid", str(pid)]
+        loadgen = subprocess.Popen(argv, stdout=out, stderr=err)
         started = time.monotonic()
         best_sockets, rss_connected, t_connected, reached = sock0, rss0, None, False
         rss_peak = rss0
@@ -191,8 +201,8 @@ def cmd_table(args):
             if line.strip():
                 runs.append(json.loads(line))
     rows = median_rows(runs)
-    head = ["server", "clients", "connected", "delivered MB/s", "server CPU s / GB",
-            "RSS KiB / client", "spread p50 / p99 ms", "fell behind"]
+    head = ["server", "clients", "connected", "delivered MB/s", "CPU s / GB (run)",
+            "CPU s / GB (steady)", "RSS KiB / client", "spread p50 / p99 ms", "fell behind"]
     several = any(r["runs"] > 1 for r in rows)
     if several:
         head.append("runs (medians)")
@@ -202,6 +212,7 @@ def cmd_table(args):
         table.append([
             r["server"], str(r["target_clients"]), fmt(r.get("connected"), "{:.0f}"),
             fmt(r.get("mb_per_s")), fmt(r.get("cpu_s_per_gb"), "{:.2f}"),
+            fmt(r.get("steady_server_cpu_s_per_gb"), "{:.3f}"),
             fmt(r.get("rss_kib_per_client")), spread, fmt(r.get("fell_behind"), "{:.0f}"),
         ] + ([str(r["runs"])] if several else []))
     widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h)

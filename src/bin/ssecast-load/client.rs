@@ -35,6 +35,8 @@ pub struct Recorder {
     pub latency: Histogram,
     pub spread: SpreadTracker,
     pub expect_interval_us: Option<u64>,
+    /// Payload bytes of every client so far (for the steady-state window).
+    pub payload_bytes: u64,
 }
 
 /// Per-client counters (summed over all clients for the report).
@@ -417,6 +419,7 @@ impl StreamTrack {
         }
         stats.data_events += 1;
         stats.payload_bytes += event.data_bytes;
+        rec.payload_bytes += event.data_bytes;
         if let (Some(expected), Some(last)) = (rec.expect_interval_us, self.last_data_us) {
             if now.mono_us.saturating_sub(last) > 2 * expected {
                 stats.stalls += 1;
@@ -480,6 +483,7 @@ mod tests {
             latency: Histogram::default(),
             spread: SpreadTracker::default(),
             expect_interval_us: Some(1_000_000),
+            payload_bytes: 0,
         }
     }
 

@@ -31,6 +31,9 @@ OPTIONS:
     --expect-interval-ms MS Expected time between data events (1000 / speed for ssecast's 1 s
                             fragments). Adds `stalls`: gaps between two data events of one
                             client longer than twice this.
+    --server-pid PID        The server's process (repeat for several, e.g. nginx's master and
+                            workers): adds the steady-state numbers below. Read from
+                            /proc/PID/task/*/schedstat, so the server must be on this machine.
     --json                  Also print the report as one JSON object line on stdout.
     -h, --help              Print this help.
 
@@ -57,6 +60,11 @@ REPORT (human-readable on stderr; with --json also on stdout):
                             every id received by at least two clients.
     loadgen_cpu_s           CPU time (user + system) of this process: if it nears the elapsed
                             time, the load generator, not the server, was the bottleneck.
+    steady_*                The steady state: from 1 s after every client is streaming to the
+                            end of the window (connecting and closing are left out). steady_s,
+                            steady_payload_bytes received in it and, with --server-pid, the
+                            server's CPU time in it (steady_server_cpu_s, nanosecond-exact) and
+                            that per GB of payload (steady_server_cpu_s_per_gb).
 
 EXIT STATUS:
     0 at least one client connected; 1 bad arguments or setup error; 2 nobody could connect.
@@ -84,6 +92,7 @@ pub struct Config {
     pub duration: Duration,
     pub sources: u8,
     pub expect_interval: Option<Duration>,
+    pub server_pids: Vec<u32>,
     pub json: bool,
 }
 
@@ -103,6 +112,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
     let mut duration_s: f64 = 10.0;
     let mut sources: Option<u32> = None;
     let mut expect_ms: Option<f64> = None;
+    let mut server_pids = Vec::new();
     let mut json = false;
 
     let mut parser = lexopt::Parser::from_args(args);
@@ -116,6 +126,13 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
             Long("sources") => sources = Some(parser.value().map_err(err)?.parse().map_err(err)?),
             Long("expect-interval-ms") => {
                 expect_ms = Some(parser.value().map_err(err)?.parse().map_err(err)?)
+            }
+            Long("server-pid") => {
+                let pid: u32 = parser.value().map_err(err)?.parse().map_err(err)?;
+                if pid == 0 {
+                    return Err("--server-pid must be a process id".into());
+                }
+                server_pids.push(pid);
             }
             Long("json") => json = true,
             Short('h') | Long("help") => return Ok(Command::Help),
@@ -150,6 +167,7 @@ pub fn parse_args(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<
         duration: Duration::from_secs_f64(duration_s),
         sources,
         expect_interval,
+        server_pids,
         json,
     }))
 }

@@ -52,9 +52,27 @@ pub struct Report {
     pub spread: SpreadTracker,
     /// Length of the measurement window (shorter than asked when every client was gone early).
     pub seconds: f64,
+    /// The steady state (every client streaming, none connecting), when the window reached one.
+    pub steady: Option<Steady>,
     /// Wall time of the whole run (window, grace, teardown).
     pub elapsed_s: f64,
     pub cpu_s: f64,
+}
+
+/// What the steady-state part of the window saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Steady {
+    pub seconds: f64,
+    pub payload_bytes: u64,
+    /// The server's CPU time in it, when its pids were given.
+    pub server_cpu_s: Option<f64>,
+}
+
+impl Steady {
+    pub fn server_cpu_s_per_gb(&self) -> Option<f64> {
+        let cpu = self.server_cpu_s?;
+        (self.payload_bytes > 0).then(|| cpu / (self.payload_bytes as f64 / 1e9))
+    }
 }
 
 struct Summary {
@@ -195,6 +213,25 @@ impl Report {
             self.elapsed_s,
             100.0 * self.cpu_s / self.elapsed_s.max(1e-9)
         );
+        match &self.steady {
+            Some(st) => {
+                let mut line = format!(
+                    "  steady state {:.1} s (every client streaming): {:.2} MB/s",
+                    st.seconds,
+                    st.payload_bytes as f64 / 1e6 / st.seconds.max(1e-9)
+                );
+                if let (Some(cpu), Some(per_gb)) = (st.server_cpu_s, st.server_cpu_s_per_gb()) {
+                    let _ = write!(line, ", server CPU {:.3} s = {:.3} s per GB", cpu, per_gb);
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  steady state none (the window ended before every client was streaming)"
+                );
+            }
+        }
         out
     }
 
@@ -241,6 +278,24 @@ impl Report {
         if self.expect_interval_ms.is_some() {
             fields.push(("stalls", s.stalls.to_string()));
         }
+        let num = |v: Option<f64>, digits: usize| match v {
+            Some(v) if v.is_finite() => format!("{v:.digits$}"),
+            _ => "null".to_string(),
+        };
+        let steady = self.steady.as_ref();
+        fields.push(("steady_s", num(steady.map(|st| st.seconds), 3)));
+        fields.push((
+            "steady_payload_bytes",
+            steady.map_or("null".to_string(), |st| st.payload_bytes.to_string()),
+        ));
+        fields.push((
+            "steady_server_cpu_s",
+            num(steady.and_then(|st| st.server_cpu_s), 6),
+        ));
+        fields.push((
+            "steady_server_cpu_s_per_gb",
+            num(steady.and_then(Steady::server_cpu_s_per_gb), 4),
+        ));
         let body: Vec<String> = fields
             .into_iter()
             .map(|(k, v)| format!("\"{k}\":{v}"))
@@ -279,9 +334,45 @@ mod tests {
             latency,
             spread: SpreadTracker::default(),
             seconds: 2.0,
+            steady: Some(Steady {
+                seconds: 1.5,
+                payload_bytes: 1_500_000_000,
+                server_cpu_s: Some(0.375),
+            }),
             elapsed_s: 3.0,
             cpu_s: 0.5,
         }
+    }
+
+    #[test]
+    fn steady_state_is_reported_per_gb_or_as_null() {
+        let r = report();
+        let json = r.json();
+        assert!(json.contains("\"steady_s\":1.500"), "{json}");
+        assert!(
+            json.contains("\"steady_payload_bytes\":1500000000"),
+            "{json}"
+        );
+        assert!(
+            json.contains("\"steady_server_cpu_s_per_gb\":0.2500"),
+            "{json}"
+        );
+        assert!(r.human().contains("= 0.250 s per GB"), "{}", r.human());
+        let none = Report {
+            steady: None,
+            ..report()
+        };
+        assert!(none.json().contains("\"steady_server_cpu_s_per_gb\":null"));
+        assert!(none.human().contains("steady state none"));
+        let no_pid = Report {
+            steady: Some(Steady {
+                server_cpu_s: None,
+                ..r.steady.unwrap()
+            }),
+            ..report()
+        };
+        assert!(no_pid.json().contains("\"steady_server_cpu_s\":null"));
+        assert!(no_pid.json().contains("\"steady_s\":1.500"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::client::{self, Client, Outcome, Recorder};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::histogram::Histogram;
-use crate::report::{Report, Totals};
+use crate::report::{Report, Steady, Totals};
 use crate::spread::SpreadTracker;
 use crate::sys;
 
@@ -30,6 +30,9 @@ const CONNECT_TIMEOUT_US: u64 = 10_000_000;
 const GRACE_US: u64 = 2_000_000;
 /// Housekeeping period (timeouts, spread finalization).
 const TICK_US: u64 = 100_000;
+/// How long after every client is streaming the steady-state window starts (the newcomers'
+/// catch-up fragments and the kernel's socket buffer growth are over by then).
+const STEADY_SETTLE_US: u64 = 1_000_000;
 /// Connects started per loop turn at most, so reads keep flowing during a steep ramp.
 const CONNECTS_PER_TURN: u32 = 256;
 /// File descriptors kept for things other than clients (epoll, stdio, ...).
@@ -42,6 +45,47 @@ struct LoopState {
     totals: Totals,
     /// Clients that hit the per-turn read cap and still have data.
     read_more: VecDeque<usize>,
+    /// Since when every client started is streaming (none still connecting).
+    all_streaming_since: Option<u64>,
+    /// The start of the steady-state window, once reached.
+    steady_start: Option<Mark>,
+}
+
+/// Payload received and server CPU used up to an instant, taken together so that the bytes and
+/// the CPU time of the window match.
+#[derive(Debug, Clone, Copy)]
+struct Mark {
+    at_us: u64,
+    payload_bytes: u64,
+    server_cpu_ns: Option<u64>,
+}
+
+impl Mark {
+    fn take(at_us: u64, rec: &Recorder, server_pids: &[u32]) -> Mark {
+        Mark {
+            at_us,
+            payload_bytes: rec.payload_bytes,
+            server_cpu_ns: if server_pids.is_empty() {
+                None
+            } else {
+                sys::processes_cpu_ns(server_pids)
+            },
+        }
+    }
+
+    /// The steady state from `self` to `end`.
+    fn until(self, end: Mark) -> Steady {
+        let seconds = end.at_us.saturating_sub(self.at_us) as f64 / 1e6;
+        let server_cpu_s = match (self.server_cpu_ns, end.server_cpu_ns) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
+            _ => None,
+        };
+        Steady {
+            seconds,
+            payload_bytes: end.payload_bytes.saturating_sub(self.payload_bytes),
+            server_cpu_s,
+        }
+    }
 }
 
 impl LoopState {
@@ -126,10 +170,14 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
             latency: Histogram::default(),
             spread: SpreadTracker::default(),
             expect_interval_us: cfg.expect_interval.map(|d| d.as_micros() as u64),
+            payload_bytes: 0,
         },
         totals: Totals::default(),
         read_more: VecDeque::new(),
+        all_streaming_since: None,
+        steady_start: None,
     };
+    let mut steady = None;
     let mut started: u32 = 0;
     let mut next_tick_us = TICK_US;
     log::info!(
@@ -143,6 +191,9 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
     loop {
         let now_us = clock.now().mono_us;
         if st.rec.measuring && now_us >= window_us {
+            if let Some(start) = st.steady_start {
+                steady = Some(start.until(Mark::take(now_us, &st.rec, &cfg.server_pids)));
+            }
             st.rec.measuring = false;
             log::info!("measurement window over; letting events in flight finish");
         }
@@ -221,6 +272,19 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
         }
 
         let now_us = clock.now().mono_us;
+        if st.rec.measuring && st.steady_start.is_none() {
+            let all_in = started == cfg.clients
+                && st.rec.streaming > 0
+                && st.rec.streaming as usize == st.clients.len();
+            match (all_in, st.all_streaming_since) {
+                (false, _) => st.all_streaming_since = None,
+                (true, None) => st.all_streaming_since = Some(now_us),
+                (true, Some(since)) if now_us >= since + STEADY_SETTLE_US => {
+                    st.steady_start = Some(Mark::take(now_us, &st.rec, &cfg.server_pids));
+                }
+                (true, Some(_)) => {}
+            }
+        }
         if now_us >= next_tick_us {
             next_tick_us = now_us + TICK_US;
             let late: Vec<usize> = st
@@ -260,6 +324,7 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
         latency: st.rec.latency,
         spread: st.rec.spread,
         seconds: window_s,
+        steady,
         elapsed_s,
         cpu_s: (sys::cpu_time().saturating_sub(cpu_start)).as_secs_f64(),
     })
