@@ -691,9 +691,28 @@ impl Movie {
         }
         // When the main track shows its first frame, in its ticks.
         let shown_at = u128::from(main_run.decode_time) + u128::from(delay);
+        // Cutting rows moves every byte after them inside the moof, and other traf boxes (sdtp,
+        // sbgp, subs, saiz/saio/senc) list samples or point into the moof: only moofs whose
+        // trafs hold nothing but tfhd, tfdt and trun are touched.
+        let moof = read_box(data, first.range.start, first.range.end)?;
+        for traf in Boxes::children(data, &moof) {
+            let traf = traf?;
+            if &traf.box_type != b"traf" {
+                continue;
+            }
+            for child in Boxes::children(data, &traf) {
+                if !matches!(&child?.box_type, b"tfhd" | b"tfdt" | b"trun") {
+                    return Ok(found);
+                }
+            }
+        }
         for (i, run) in first.runs.iter().enumerate() {
             let earlier = first.runs[..i].iter().any(|r| r.track == run.track);
-            if run.track == self.main_track || earlier {
+            // Only audio: a sample of any other track may be one a later sample depends on.
+            if run.track == self.main_track
+                || earlier
+                || self.tracks[run.track].kind != TrackKind::Audio
+            {
                 continue;
             }
             let Some(trun_at) = run.trun_at else { continue };
@@ -854,7 +873,9 @@ fn parse_trak(data: &[u8], trak: &BoxRef) -> Result<Track, Mp4Error> {
         width: 0,
         height: 0,
         defaults: SampleDefaults::default(),
-        edit_list: find_child(data, trak, b"edts")?.is_some(),
+        // Only a hint for the B-frame lead-in: a broken box after `mdia` (which used to be
+        // ignored) must not turn a playable file into an error.
+        edit_list: find_child(data, trak, b"edts").ok().flatten().is_some(),
     };
     let stsd = find_child(data, &mdia, b"minf")?
         .map(|minf| find_child(data, &minf, b"stbl"))
@@ -1235,6 +1256,13 @@ fn parse_traf(
     }
     let tfdt = require_child(data, traf, "tfdt", "traf")?;
     let tfdt_v1 = field(data.get(tfdt.body).copied(), tfdt.start, "the tfdt box")? == 1;
+    // The decode time is rewritten in place on every pass: it must lie inside the box.
+    if tfdt.body + 4 + if tfdt_v1 { 8 } else { 4 } > tfdt.end {
+        return Err(Mp4Error::Truncated {
+            offset: tfdt.start,
+            what: "the tfdt box",
+        });
+    }
     let decode_time = if tfdt_v1 {
         field(be64(data, tfdt.body + 4), tfdt.start, "the tfdt box")?
     } else {
@@ -2131,6 +2159,71 @@ mod tests {
             let m = Movie::parse(&file).unwrap();
             assert!(m.lead_in.is_empty(), "trun flags {flags:#x}");
         }
+    }
+
+    /// `file` with every traf child of track `id` replaced by what `f` makes of it (type, bytes).
+    fn map_traf_children(file: &[u8], id: u32, f: impl Fn(&[u8; 4], &[u8]) -> Vec<u8>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in Boxes::new(file, 0..file.len()).map(Result::unwrap) {
+            if &b.box_type != b"moof" {
+                out.extend_from_slice(&file[b.range()]);
+                continue;
+            }
+            let mut moof = Vec::new();
+            for c in Boxes::children(file, &b).map(Result::unwrap) {
+                let tfhd = require_child(file, &c, "tfhd", "traf");
+                if !tfhd.is_ok_and(|t| be32(file, t.body + 4) == Some(id)) {
+                    moof.extend_from_slice(&file[c.range()]);
+                    continue;
+                }
+                let mut traf = Vec::new();
+                for d in Boxes::children(file, &c).map(Result::unwrap) {
+                    traf.extend(f(&d.box_type, &file[d.range()]));
+                }
+                moof.extend(boxed(b"traf", &traf));
+            }
+            out.extend(boxed(b"moof", &moof));
+        }
+        out
+    }
+
+    #[test]
+    fn only_audio_in_plain_trafs_loses_its_lead_in() {
+        // A second video track shaped like the audio: its first sample may be a keyframe.
+        let mut other = TestTrack::audio(2);
+        other.video = true;
+        assert!(
+            Movie::parse(&synthetic(&[TestTrack::bframe_video(), other], 2, false))
+                .unwrap()
+                .lead_in
+                .is_empty()
+        );
+        // An sdtp (one entry per sample) in the audio traf would no longer match its trun.
+        let file = synthetic(&[TestTrack::bframe_video(), TestTrack::audio(2)], 2, false);
+        assert!(!Movie::parse(&file).unwrap().lead_in.is_empty());
+        let with_sdtp = map_traf_children(&file, 2, |t, bytes| {
+            let mut v = bytes.to_vec();
+            if t == b"trun" {
+                v.extend(full_box(b"sdtp", 0, 0, &[0x20; 9]));
+            }
+            v
+        });
+        assert!(Movie::parse(&with_sdtp).unwrap().lead_in.is_empty());
+    }
+
+    #[test]
+    fn a_tfdt_too_short_for_its_version_is_an_error() {
+        let file = synthetic(&[TestTrack::bframe_video(), TestTrack::audio(2)], 2, false);
+        // Version 1 says 8 bytes of decode time; only 4 follow.
+        let short = map_traf_children(&file, 2, |t, bytes| {
+            if t == b"tfdt" {
+                full_box(b"tfdt", 1, 0, &[0, 0, 0, 0])
+            } else {
+                bytes.to_vec()
+            }
+        });
+        let e = Movie::parse(&short).unwrap_err().to_string();
+        assert!(e.contains("tfdt"), "{e}");
     }
 
     /// `file` with the audio trun of every fragment given first-sample flags (0 = sync).
