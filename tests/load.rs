@@ -1,6 +1,6 @@
 //! The load generator (`ssecast-load`) against the real server, end to end: every client must
-//! connect and receive a continuous stream, and the JSON report must carry latency and fan-out
-//! spread. Also its exit statuses for a refused URL (1) and for a port nobody listens on (2).
+//! connect and receive a continuous stream, and the JSON report must carry latency, fan-out
+//! spread and the steady-state server CPU. Also its exit statuses for a refused URL (1) and for a port nobody listens on (2).
 
 mod util;
 
@@ -42,6 +42,7 @@ fn number(v: &serde_json::Value, key: &str) -> f64 {
 fn fifty_clients_receive_a_continuous_stream() {
     let server = TestServer::start(&["--speed", "4"]);
     let url = server.url("/events");
+    let pid = server.child.id().to_string();
     let out = load(&[
         "--url",
         &url,
@@ -51,6 +52,8 @@ fn fifty_clients_receive_a_continuous_stream() {
         "500",
         "--duration",
         "4",
+        "--server-pid",
+        &pid,
         "--json",
     ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -74,6 +77,17 @@ fn fifty_clients_receive_a_continuous_stream() {
     for key in ["gaps", "duplicates", "resets", "fell_behind"] {
         assert_eq!(v[key], 0, "{key}: {v}");
     }
+    // The steady state: all 50 stream after 0.1 s, so it spans most of the 4 s window, and the
+    // server's CPU time in it was read from /proc.
+    let steady_s = number(&v, "steady_s");
+    assert!((2.0..=4.0).contains(&steady_s), "steady_s: {v}");
+    let steady_bytes = number(&v, "steady_payload_bytes");
+    assert!(
+        steady_bytes > 0.0 && steady_bytes < number(&v, "payload_bytes"),
+        "steady bytes: {v}"
+    );
+    assert!(number(&v, "steady_server_cpu_s") > 0.0, "{v}");
+    assert!(number(&v, "steady_server_cpu_s_per_gb") > 0.0, "{v}");
 
     let (p50, p99, max) = (
         number(&v, "latency_ms_p50"),
