@@ -2228,37 +2228,17 @@ mod tests {
 
     /// `file` with the audio trun of every fragment given first-sample flags (0 = sync).
     fn with_first_sample_flags(file: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for b in Boxes::new(file, 0..file.len()).map(Result::unwrap) {
-            if &b.box_type != b"moof" {
-                out.extend_from_slice(&file[b.range()]);
-                continue;
+        map_traf_children(file, 2, |t, bytes| {
+            if t != b"trun" {
+                return bytes.to_vec();
             }
-            let mut moof = Vec::new();
-            for c in Boxes::children(file, &b).map(Result::unwrap) {
-                let tfhd = require_child(file, &c, "tfhd", "traf");
-                let is_audio = tfhd.is_ok_and(|t| be32(file, t.body + 4) == Some(2));
-                if !is_audio {
-                    moof.extend_from_slice(&file[c.range()]);
-                    continue;
-                }
-                let mut traf = Vec::new();
-                for d in Boxes::children(file, &c).map(Result::unwrap) {
-                    if &d.box_type == b"trun" {
-                        // version/flags(4) count(4) data offset(4), then first-sample flags.
-                        let mut body = file[d.body..d.body + 12].to_vec();
-                        body.extend_from_slice(&0u32.to_be_bytes());
-                        body.extend_from_slice(&file[d.body + 12..d.end]);
-                        traf.extend(boxed(b"trun", &body));
-                    } else {
-                        traf.extend_from_slice(&file[d.range()]);
-                    }
-                }
-                moof.extend(boxed(b"traf", &traf));
-            }
-            out.extend(boxed(b"moof", &moof));
-        }
-        out
+            // After the 8-byte header: version/flags(4) count(4) data offset(4), then the
+            // first-sample flags go in.
+            let mut body = bytes[8..20].to_vec();
+            body.extend_from_slice(&0u32.to_be_bytes());
+            body.extend_from_slice(&bytes[20..]);
+            boxed(b"trun", &body)
+        })
     }
 
     #[test]
