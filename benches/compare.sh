@@ -16,7 +16,7 @@
 #   VIDEO=web/sample.mp4
 #   AXUM_THREADS=1       tokio worker threads for the axum peer (1 = current-thread runtime)
 #   REPEAT=1             runs of every case (interleaved); the table shows medians
-#   LOADGEN=target/release/ssecast-load
+#   LOADGEN=target/release/ssecast-load  (the benches/loadgen/ workspace member)
 #   BUILD=1              0: use the binaries as they are, without cargo build
 #   PIN=1                pin each server to CPU 0 and the load generator to CPU 1 (taskset), so
 #                        every server gets exactly one core, as ssecast is designed for
@@ -93,6 +93,7 @@ axum_bin="$peers/axum-sse/target/release/axum-sse-peer"
 floor_bin="$root/target/release/examples/floor"
 if [ "$BUILD" = 1 ]; then
     say "building ssecast and ssecast-load (release)"
+    # Both are default workspace members, so this builds the server and the load generator.
     cargo build --release --quiet
     case " $SERVERS " in *" floor "*) cargo build --release --quiet --example floor ;; esac
     case " $SERVERS " in

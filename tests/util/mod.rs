@@ -1,10 +1,13 @@
 //! Shared helpers for the integration tests: start the real `ssecast` binary on an ephemeral
 //! loopback port, talk raw HTTP to it, read its SSE stream, and wait for conditions with bounded
-//! timeouts (never sleep-and-hope).
+//! timeouts (never sleep-and-hope). Also included by the load generator's test
+//! (`benches/loadgen/tests/load.rs`), which is in another package and so finds the binary with
+//! [`server_bin`].
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -26,7 +29,7 @@ impl TestServer {
 
     /// Like [`start`](Self::start), letting the caller adjust the command (environment, limits).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> TestServer {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ssecast"));
+        let mut cmd = Command::new(server_bin());
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
             .args(args)
@@ -131,6 +134,33 @@ impl Drop for TestServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `ssecast` binary: the one cargo built for this test when the test belongs to the `ssecast`
+/// package; from another workspace member, `$SSECAST_BIN` or the server next to this test's
+/// `target/<profile>/deps/` directory, which a `cargo build` or `cargo test` at the workspace root
+/// builds.
+pub fn server_bin() -> PathBuf {
+    if let Some(bin) = option_env!("CARGO_BIN_EXE_ssecast") {
+        return bin.into();
+    }
+    let bin = match std::env::var_os("SSECAST_BIN") {
+        Some(bin) => PathBuf::from(bin),
+        None => std::env::current_exe()
+            .expect("path of the test binary")
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("the test binary is in target/<profile>/deps/")
+            .join(format!("ssecast{}", std::env::consts::EXE_SUFFIX)),
+    };
+    assert!(
+        bin.is_file(),
+        "no server binary at {}: cargo builds it only when the run includes the ssecast package \
+         (a plain `cargo test` or `cargo build` at the workspace root does); build it with \
+         `cargo build -p ssecast` (same profile as this test) or set SSECAST_BIN to one",
+        bin.display()
+    );
+    bin
 }
 
 /// Waits until `cond` is true, polling every 10 ms, for at most `timeout`.

@@ -1,8 +1,9 @@
 //! `ssecast-load`: a load generator for SSE video streams. It opens many nonblocking connections
 //! to one loopback URL from a single-threaded mio event loop and reports what they received:
 //! throughput, continuity (gaps, duplicates, resets), delivery latency, fan-out spread, and its
-//! own CPU time. This file owns only the process: arguments in, report out, exit status. It is
-//! self-contained and does not use the `ssecast` library, so it can test any server.
+//! own CPU time. This file owns only the process: arguments in, report out, exit status. It lives
+//! in its own crate (`benches/loadgen/`, a workspace member) and takes nothing from the `ssecast`
+//! library but `sse::json_escape`, so it can test any server.
 //!
 //! Modules: `config` (CLI and URL check), `run` (event loop), `client` (one connection),
 //! `chunked` and `sse` (incremental body and event scanning), `event_id`, `histogram`, `spread`

@@ -1,7 +1,12 @@
 //! The load generator (`ssecast-load`) against the real server, end to end: every client must
 //! connect and receive a continuous stream, and the JSON report must carry latency, fan-out
 //! spread and the steady-state server CPU. Also its exit statuses for a refused URL (1) and for a port nobody listens on (2).
+//!
+//! The server is another package's binary: `util::server_bin` finds it next to this test in
+//! `target/<profile>/` (a `cargo test` at the workspace root builds it first) or takes
+//! `$SSECAST_BIN`.
 
+#[path = "../../../tests/util/mod.rs"]
 mod util;
 
 use std::net::TcpListener;
