@@ -1,6 +1,8 @@
-//! Command-line options: parses `ssecast [OPTIONS] [VIDEO]` into a [`Config`], with the help text
-//! and the units (sizes like `4M`, durations like `10s`). Pure: no I/O, so it is unit-tested.
+//! Command-line options: parses `ssecast [OPTIONS] [STREAM...]` into a [`Config`], with the help
+//! text, the `[NAME=]SOURCE` stream arguments and the units (sizes like `4M`, durations like
+//! `10s`). Pure: no I/O, so it is unit-tested.
 
+use crate::stream::StreamName;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +12,12 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// The fragmented MP4 to play; `None` plays the embedded sample.
-    pub video: Option<PathBuf>,
+    /// The streams named on the command line; none plays the embedded sample as `sample`.
+    pub streams: Vec<StreamSpec>,
+    /// The key publishers must present; `None` accepts publishers on loopback only.
+    pub publish_key: Option<String>,
+    /// Time a publisher may send nothing before it is disconnected.
+    pub publish_timeout: Duration,
     /// Bytes a viewer may have queued before it skips ahead to the next keyframe.
     pub client_queue: usize,
     /// How much recent video is kept for new and reconnecting viewers.
@@ -32,7 +38,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
-            video: None,
+            streams: Vec::new(),
+            publish_key: None,
+            publish_timeout: Duration::from_secs(10),
             client_queue: 4 << 20,
             backlog: Duration::from_secs(10),
             max_clients: None,
@@ -41,6 +49,53 @@ impl Default for Config {
             speed: 1,
             stats_every: Duration::from_secs(60),
         }
+    }
+}
+
+/// Where a stream named on the command line comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A fragmented MP4 played as a looping live channel.
+    File(PathBuf),
+    /// Standard input, a live feed.
+    Stdin,
+}
+
+/// One `[NAME=]SOURCE` argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamSpec {
+    pub name: StreamName,
+    pub source: Source,
+}
+
+impl StreamSpec {
+    /// `NAME=SOURCE`, or `SOURCE` alone: a file's name defaults to its stem, `-` to `live`. A
+    /// path that contains `=` is taken whole unless what comes before the `=` is a valid name.
+    pub fn parse(arg: &str) -> Result<StreamSpec, String> {
+        let (name, source) = match arg.split_once('=') {
+            Some((n, s)) if StreamName::parse(n).is_ok() => (Some(n), s),
+            _ => (None, arg),
+        };
+        if source.is_empty() {
+            return Err(format!("'{arg}': no source after the '='"));
+        }
+        let source = if source == "-" {
+            Source::Stdin
+        } else {
+            Source::File(PathBuf::from(source))
+        };
+        let name = match (name, &source) {
+            (Some(n), _) => n.to_string(),
+            (None, Source::Stdin) => "live".to_string(),
+            (None, Source::File(p)) => p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        let name = StreamName::parse(&name).map_err(|e| {
+            format!("'{arg}': '{name}' cannot be a stream name ({e}); name it: NAME={arg}")
+        })?;
+        Ok(StreamSpec { name, source })
     }
 }
 
@@ -55,30 +110,41 @@ pub enum Command {
 pub const HELP: &str = "\
 ssecast: a small, fast live video server over Server-Sent Events.
 
-Plays a fragmented MP4 in real time as a looping live channel and pushes it to every
-connected browser. Open the printed URL in a browser to watch.
+Serves named live streams to browsers: files played as looping channels, standard input, and
+feeds published over HTTP (ffmpeg, GStreamer). Open the printed URL in a browser to watch.
 
 USAGE:
-    ssecast [OPTIONS] [VIDEO]
+    ssecast [OPTIONS] [STREAM...]
 
 ARGS:
-    [VIDEO]    A fragmented MP4 file (moof+mdat fragments, each starting with a keyframe).
-               Without it, ssecast plays its embedded 6 s test pattern. Convert any MP4 with:
-               ffmpeg -i in.mp4 -c copy -movflags frag_keyframe+empty_moov+default_base_moof out.mp4
+    [STREAM...]  [NAME=]SOURCE, where SOURCE is
+                   a fragmented MP4 file: played in real time as a looping channel; NAME
+                     defaults to the file's stem (movie.mp4 -> movie). Make one with:
+                     ffmpeg -i in.mp4 -c copy -movflags frag_keyframe+empty_moov+default_base_moof out.mp4
+                   -: standard input, a live fragmented MP4 feed; NAME defaults to live
+                 Without any, the embedded 6 s test pattern plays as the stream 'sample'.
+                 Any other name can be published over HTTP (below). A name is 1-64 of
+                 A-Z a-z 0-9 _ - (events, publish, api, metrics, healthz are reserved).
 
 OPTIONS:
     -l, --listen ADDR        Address and port to listen on [default: 0.0.0.0:8080]
                              (use [::]:8080 for IPv6, 127.0.0.1:0 for any free loopback port)
+    -k, --publish-key KEY    Key publishers must present: Authorization: Bearer KEY, the
+                             password of http://user:KEY@host/..., or ?key=KEY. Without it,
+                             only publishers on this machine (loopback) are accepted
+        --publish-timeout TIME  A publisher that sends nothing for this long is disconnected
+                             and its stream goes offline [default: 10s]
     -q, --client-queue SIZE  Bytes one viewer may have waiting to be sent; a viewer that falls
                              further behind skips ahead to the next keyframe [default: 4M]
     -b, --backlog TIME       Recent video kept for new and reconnecting viewers; a viewer that
                              reconnects within it resumes with no gap [default: 10s]
-    -m, --max-clients N      Most simultaneous viewers; more get 503 [default: about 16/17 of
-                             the open-file limit, so connections never run into it]
+    -m, --max-clients N      Most simultaneous connections (viewers and publishers); more get
+                             503 [default: about 16/17 of the open-file limit]
         --head-timeout TIME  Time a client has to send its request [default: 10s]
         --stall-timeout TIME Time a viewer may stay stuck behind before it is disconnected
                              [default: 30s]
-        --speed N            Play N times faster than real time, for benchmarks [default: 1]
+        --speed N            Play files N times faster than real time, for benchmarks
+                             [default: 1]
         --stats-every TIME   How often to log a summary line (viewers, connections, queued
                              bytes, skipped fragments) [default: 60s]
     -h, --help               Print this help
@@ -88,8 +154,14 @@ SIZE is bytes with an optional K, M or G suffix (powers of 1024): 512K, 4M.
 TIME is a number with ms, s or m: 500ms, 10s, 2m (a bare number is seconds).
 
 ENDPOINTS:
-    GET /          the viewer page
-    GET /events    the live stream (text/event-stream)
+    GET /                   the viewer page for the default stream (the first STREAM; with
+                            none, the first published stream that is live, else the sample)
+    GET /NAME               the viewer page for stream NAME (waits while it is offline)
+    GET /events[/NAME]      the live stream (text/event-stream)
+    POST|PUT /publish/NAME  publish fragmented MP4 (chunked, Content-Length, or until close):
+      ffmpeg -re -i IN -c:v libx264 -c:a aac -f mp4 \\
+        -movflags frag_keyframe+empty_moov+default_base_moof http://HOST:8080/publish/NAME
+    GET /api/streams        status JSON;  GET /healthz  liveness
 
 Logging goes to stderr; set RUST_LOG=debug for more, RUST_LOG=warn for less.
 SIGINT or SIGTERM stops the server cleanly.
@@ -108,6 +180,21 @@ where
         match arg {
             Short('h') | Long("help") => return Ok(Command::Help),
             Short('V') | Long("version") => return Ok(Command::Version),
+            Short('k') | Long("publish-key") => {
+                let v = string_value(&mut parser, "--publish-key")?;
+                if v.is_empty() || v.len() > 512 || v.bytes().any(|b| b.is_ascii_control()) {
+                    return Err("--publish-key: must be 1 to 512 printable characters".into());
+                }
+                cfg.publish_key = Some(v);
+            }
+            Long("publish-timeout") => {
+                let v = string_value(&mut parser, "--publish-timeout")?;
+                cfg.publish_timeout =
+                    parse_duration(&v).map_err(|e| format!("--publish-timeout: {e}"))?;
+                if cfg.publish_timeout.is_zero() {
+                    return Err("--publish-timeout: must be more than 0".into());
+                }
+            }
             Short('l') | Long("listen") => {
                 let v = string_value(&mut parser, "--listen")?;
                 cfg.listen = v
@@ -168,12 +255,21 @@ where
                     return Err("--stats-every: must be more than 0".into());
                 }
             }
-            Value(v) if cfg.video.is_none() => cfg.video = Some(PathBuf::from(v)),
             Value(v) => {
-                return Err(format!(
-                    "unexpected argument '{}': only one VIDEO can be given",
-                    v.to_string_lossy()
-                ))
+                let arg = v
+                    .into_string()
+                    .map_err(|v| format!("'{}': not valid UTF-8", v.to_string_lossy()))?;
+                let spec = StreamSpec::parse(&arg)?;
+                if cfg.streams.iter().any(|s| s.name == spec.name) {
+                    return Err(format!(
+                        "two streams are named '{}'; name them: NAME=SOURCE",
+                        spec.name
+                    ));
+                }
+                if spec.source == Source::Stdin && cfg.streams.iter().any(|s| s.source == Source::Stdin) {
+                    return Err("standard input ('-') can feed only one stream".into());
+                }
+                cfg.streams.push(spec);
             }
             other => return Err(other.unexpected().to_string()),
         }
@@ -269,7 +365,25 @@ mod tests {
         assert_eq!(c.head_timeout, Duration::from_millis(500));
         assert_eq!(c.stall_timeout, Duration::from_secs(120));
         assert_eq!(c.speed, 8);
-        assert_eq!(c.video, Some(PathBuf::from("movie.mp4")));
+        assert_eq!(
+            c.streams,
+            vec![StreamSpec {
+                name: StreamName::parse("movie").unwrap(),
+                source: Source::File(PathBuf::from("movie.mp4"))
+            }]
+        );
+    }
+
+    #[test]
+    fn streams_with_and_without_names() {
+        let c = run(&["--publish-key", "s3cret", "a.mp4", "cam=-", "b=dir/x=y.mp4"]).unwrap();
+        let names: Vec<&str> = c.streams.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "cam", "b"]);
+        assert!(run(&["dir/x=y.mp4"]).unwrap_err().contains("NAME=dir/x=y.mp4"));
+        assert_eq!(c.streams[1].source, Source::Stdin);
+        assert_eq!(c.streams[2].source, Source::File(PathBuf::from("dir/x=y.mp4")));
+        assert_eq!(c.publish_key.as_deref(), Some("s3cret"));
+        assert_eq!(run(&["-"]).unwrap().streams[0].name.as_str(), "live");
     }
 
     #[test]
@@ -291,9 +405,15 @@ mod tests {
         assert!(run(&["--max-clients", "18446744073709551615"]).is_err());
         assert!(run(&["--speed", "0"]).is_err());
         assert!(run(&["--bogus"]).unwrap_err().contains("bogus"));
-        assert!(run(&["a.mp4", "b.mp4"])
+        assert!(run(&["a.mp4", "x/a.mp4"])
             .unwrap_err()
-            .contains("only one VIDEO"));
+            .contains("two streams are named 'a'"));
+        assert!(run(&["-", "b=-"]).unwrap_err().contains("only one stream"));
+        assert!(run(&["my movie.mp4"]).unwrap_err().contains("NAME=my movie.mp4"));
+        assert!(run(&["events.mp4"]).unwrap_err().contains("reserved"));
+        assert!(run(&["cam="]).unwrap_err().contains("no source"));
+        assert!(run(&["--publish-key", ""]).is_err());
+        assert!(run(&["--publish-timeout", "0"]).is_err());
         assert!(run(&["--listen"]).is_err());
     }
 

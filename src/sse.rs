@@ -1,5 +1,6 @@
 //! Server-Sent Events framing: turns the stream's pieces (the response head, the `init` event,
-//! each fragment's `data` event, `reset` and keepalive) into complete, immutable byte frames.
+//! each fragment's `data` event, `reset`, `offline` and keepalive) into complete, immutable byte
+//! frames.
 //!
 //! A frame is encoded once and shared by reference (`Rc<Frame>`) by every client that sends it,
 //! so the per-client cost of a fragment is a refcount and a slice in a `writev`. Pure: no I/O.
@@ -90,6 +91,9 @@ impl EventId {
 /// How long the browser waits before reconnecting, sent first on every stream.
 pub const RETRY_MS: u32 = 2000;
 
+/// The first bytes of every stream body, right after the response head.
+pub const RETRY: &[u8] = b"retry: 2000\n\n";
+
 /// The comment sent after a stretch of silence so proxies and browsers keep the stream open.
 pub const KEEPALIVE: &[u8] = b": keepalive\n\n";
 
@@ -130,10 +134,10 @@ pub struct StreamInfo {
     pub duration_secs: f64,
 }
 
-/// The `retry` line and the `init` event: the MIME type with codecs and the base64 init segment.
+/// The `init` event: the MIME type with codecs and the base64 init segment.
 pub fn init_frame(info: &StreamInfo, init_segment: &[u8]) -> Rc<Frame> {
     let mut s = String::with_capacity(init_segment.len() * 4 / 3 + 256);
-    let _ = write!(s, "retry: {RETRY_MS}\n\nevent: init\ndata: {{\"mime\":\"");
+    s.push_str("event: init\ndata: {\"mime\":\"");
     json_escape(&info.mime, &mut s);
     s.push_str("\",\"init\":\"");
     STANDARD.encode_string(init_segment, &mut s);
@@ -148,6 +152,14 @@ pub fn init_frame(info: &StreamInfo, init_segment: &[u8]) -> Rc<Frame> {
 /// The `reset` event telling a viewer it skipped `skipped` fragments.
 pub fn reset_frame(skipped: u64) -> Rc<Frame> {
     Frame::control(format!("event: reset\ndata: {{\"skipped\":{skipped}}}\n\n").into_bytes())
+}
+
+/// The `offline` event: the stream is not live (yet, or any more); viewers stay and wait.
+pub fn offline_frame(reason: &str) -> Rc<Frame> {
+    let mut s = String::from("event: offline\ndata: {\"reason\":\"");
+    json_escape(reason, &mut s);
+    s.push_str("\"}\n\n");
+    Frame::control(s.into_bytes())
 }
 
 /// Appends `v` to `out` escaped for the inside of a JSON string.
@@ -208,7 +220,7 @@ mod tests {
         };
         let f = init_frame(&info, b"\0ftypmoov");
         let text = std::str::from_utf8(&f.bytes).unwrap();
-        assert!(text.starts_with("retry: 2000\n\nevent: init\ndata: {"));
+        assert!(text.starts_with("event: init\ndata: {"));
         assert!(text.contains(r#""mime":"video/mp4; codecs=\"avc1.4d401e,mp4a.40.2\"""#));
         assert!(text.contains(&format!("\"init\":\"{}\"", STANDARD.encode(b"\0ftypmoov"))));
         assert!(text.contains("\"width\":640,\"height\":360"));
@@ -220,6 +232,12 @@ mod tests {
         let r = reset_frame(3);
         assert_eq!(&*r.bytes, b"event: reset\ndata: {\"skipped\":3}\n\n");
         assert!(KEEPALIVE.starts_with(b":") && KEEPALIVE.ends_with(b"\n\n"));
+        assert_eq!(RETRY, format!("retry: {RETRY_MS}\n\n").as_bytes());
+        let o = offline_frame("publisher \"x\" left");
+        assert_eq!(
+            &*o.bytes,
+            &b"event: offline\ndata: {\"reason\":\"publisher \\\"x\\\" left\"}\n\n"[..]
+        );
     }
 
     #[test]

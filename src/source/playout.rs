@@ -1,43 +1,29 @@
-//! The playout clock: releases the movie's fragments in real time (or N× real time), loops at the
-//! end with the timeline moved on so players never see time go backwards, encodes each fragment
-//! into its shared SSE frame once as it goes live, and keeps a short backlog window of recent
-//! frames for new and reconnecting viewers.
+//! The playout clock of a file stream: releases the movie's fragments in real time (or N× real
+//! time) and loops at the end with the timeline moved on, so players never see time go
+//! backwards. Each fragment is rendered once per pass (its `tfdt` and `mfhd` rewritten) into a
+//! buffer the stream then encodes once for every viewer.
 //!
-//! Pure: time comes in as arguments (`Instant` for pacing, wall-clock ms for event ids) and the
-//! file bytes come in as a slice, so pacing is tested with an injected clock.
+//! Pure: time comes in as arguments and the file bytes come in as a slice, so pacing is tested
+//! with an injected clock.
 
 use crate::mp4::{render_fragment, Movie};
-use crate::sse::{data_frame, init_frame, EventId, Frame, StreamInfo};
-use std::collections::VecDeque;
-use std::rc::Rc;
+use crate::sse::StreamInfo;
 use std::time::{Duration, Instant};
 
 /// If the clock is this far past a fragment's release time (the process was stopped, or the
 /// machine stalled), the timeline is re-anchored instead of bursting every missed fragment.
 const MAX_LATENESS: Duration = Duration::from_secs(2);
-/// Hard caps on the backlog, whatever the window and even at the cost of its keyframe (a file
-/// with keyframes minutes apart would otherwise keep a whole GOP in memory).
-const MAX_BACKLOG_FRAMES: usize = 4096;
-const MAX_BACKLOG_BYTES: usize = 64 << 20;
 
 pub struct Playout {
     movie: Movie,
     info: StreamInfo,
-    init: Rc<Frame>,
     speed: u32,
     /// Completed passes over the file.
     loops: u64,
     /// Index of the next fragment to release.
     next: usize,
-    /// Sequence number of the last released fragment (the first one released is 1).
-    sequence: u64,
     /// The instant the file's first fragment (loop 0) went, or would have gone, live.
     anchor: Instant,
-    backlog: VecDeque<(Instant, Rc<Frame>)>,
-    /// Bytes and keyframes in `backlog`, kept as it changes.
-    backlog_bytes: usize,
-    backlog_keyframes: usize,
-    window: Duration,
     scratch: Vec<u8>,
     /// A 32-bit tfdt has wrapped (warned once).
     wrapped: bool,
@@ -45,7 +31,7 @@ pub struct Playout {
 
 impl Playout {
     /// A playout whose first fragment goes live at `start`.
-    pub fn new(movie: Movie, start: Instant, window: Duration, speed: u32) -> Playout {
+    pub fn new(movie: Movie, start: Instant, speed: u32) -> Playout {
         let (w, h) = movie.resolution().unwrap_or((0, 0));
         let secs = movie.duration_secs();
         let bitrate = if secs > 0.0 {
@@ -60,21 +46,13 @@ impl Playout {
             bitrate,
             duration_secs: secs,
         };
-        let init = init_frame(&info, &movie.init);
         Playout {
             movie,
             info,
-            init,
             speed: speed.max(1),
             loops: 0,
             next: 0,
-            sequence: 0,
             anchor: start,
-            backlog: VecDeque::new(),
-            backlog_bytes: 0,
-            backlog_keyframes: 0,
-            // The window is media time; at N× speed it passes N times faster.
-            window: window / speed.max(1),
             scratch: Vec::new(),
             wrapped: false,
         }
@@ -88,9 +66,9 @@ impl Playout {
         &self.movie
     }
 
-    /// The shared `retry` + `init` frame every viewer gets first.
-    pub fn init_frame(&self) -> &Rc<Frame> {
-        &self.init
+    /// Timescales of the movie's tracks.
+    pub fn timescales(&self) -> Vec<u32> {
+        self.movie.tracks.iter().map(|t| t.timescale).collect()
     }
 
     /// Completed passes over the file.
@@ -115,9 +93,9 @@ impl Playout {
     }
 
     /// Releases the next fragment if it is due at `now`: renders it from `data` (the bytes the
-    /// movie was parsed from) with its loop's timeline, encodes it once, keeps it in the backlog
-    /// and returns it. Call until it returns `None`.
-    pub fn poll(&mut self, now: Instant, wall_ms: u64, data: &[u8]) -> Option<Rc<Frame>> {
+    /// movie was parsed from) with its loop's timeline and `sequence` in its `mfhd`, and returns
+    /// the rendered bytes and whether it starts with a keyframe. Call until it returns `None`.
+    pub fn poll(&mut self, now: Instant, sequence: u64, data: &[u8]) -> Option<(&[u8], bool)> {
         let due = self.next_due();
         if now < due {
             return None;
@@ -130,10 +108,9 @@ impl Playout {
             );
             self.anchor += late;
         }
-        self.sequence += 1;
         let index = self.next;
         // mfhd sequence numbers are 32-bit; they only need to keep increasing within a session.
-        let mfhd_seq = (self.sequence & u64::from(u32::MAX)) as u32;
+        let mfhd_seq = (sequence & u64::from(u32::MAX)) as u32;
         if !render_fragment(
             &self.movie,
             data,
@@ -150,71 +127,12 @@ impl Playout {
             );
         }
         let keyframe = self.movie.fragments[index].keyframe;
-        let frame = data_frame(self.sequence, wall_ms, keyframe, &self.scratch);
         self.next += 1;
         if self.next == self.movie.fragments.len() {
             self.next = 0;
             self.loops += 1;
         }
-        self.backlog_bytes += frame.len();
-        self.backlog_keyframes += usize::from(frame.is_keyframe());
-        self.backlog.push_back((now, Rc::clone(&frame)));
-        self.trim(now);
-        Some(frame)
-    }
-
-    /// Drops backlog frames older than the window, keeping the newest keyframe and what follows
-    /// it so a new viewer can start, unless the hard caps say otherwise.
-    fn trim(&mut self, now: Instant) {
-        while let Some((at, front)) = self.backlog.front() {
-            if self.backlog.len() == 1 {
-                break;
-            }
-            let old = now.saturating_duration_since(*at) > self.window;
-            let over =
-                self.backlog.len() > MAX_BACKLOG_FRAMES || self.backlog_bytes > MAX_BACKLOG_BYTES;
-            let later_key = self.backlog_keyframes > usize::from(front.is_keyframe());
-            if !(over || (old && later_key)) {
-                break;
-            }
-            self.backlog_bytes -= front.len();
-            self.backlog_keyframes -= usize::from(front.is_keyframe());
-            self.backlog.pop_front();
-        }
-    }
-
-    /// Frames in the backlog, oldest first.
-    pub fn backlog_len(&self) -> usize {
-        self.backlog.len()
-    }
-
-    /// Bytes held by the backlog's frames.
-    pub fn backlog_bytes(&self) -> usize {
-        self.backlog_bytes
-    }
-
-    /// What a viewer gets after `init`: with a `Last-Event-ID` still in the window, everything
-    /// after it (no gap, `resumed` is true); otherwise the newest keyframe fragment and what
-    /// followed it, or nothing when the backlog holds no keyframe (the viewer then waits for
-    /// the next one).
-    pub fn start_frames(&self, last: Option<EventId>) -> (bool, impl Iterator<Item = &Rc<Frame>>) {
-        let resume_at = last.and_then(|id| {
-            self.backlog
-                .iter()
-                .position(|(_, f)| id.matches(f))
-                .map(|i| i + 1)
-        });
-        let (resumed, from) = match resume_at {
-            Some(i) => (true, i),
-            None => (
-                false,
-                self.backlog
-                    .iter()
-                    .rposition(|(_, f)| f.is_keyframe())
-                    .unwrap_or(self.backlog.len()),
-            ),
-        };
-        (resumed, self.backlog.iter().skip(from).map(|(_, f)| f))
+        Some((&self.scratch, keyframe))
     }
 }
 
