@@ -1,15 +1,18 @@
 //! Criterion benches for the hot paths: HTTP request parsing, SSE encoding of a fragment, MP4
-//! splitting of the sample, and the per-viewer cost of delivering one fragment (offer to the
+//! splitting of the sample, the push parser a publisher's body goes through, and the per-viewer
+//! cost of delivering one fragment (offer to the
 //! queue + one vectored write to a real loopback socket), reported per viewer.
 //!
 //! Run: `cargo bench --bench core` (add `-- --quick` for a fast pass).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ssecast::harness::FanoutHarness;
-use ssecast::http::{parse_request, Parsed};
+use ssecast::http::chunked::{encode, ChunkedDecoder};
+use ssecast::http::parse_request;
 use ssecast::mp4::Movie;
+use ssecast::source::file::SAMPLE;
+use ssecast::source::push::{PushEvent, PushParser};
 use ssecast::sse::data_frame;
-use ssecast::video::SAMPLE;
 use std::time::{Duration, Instant};
 
 fn http_parse(c: &mut Criterion) {
@@ -21,8 +24,8 @@ fn http_parse(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("parse_request", |b| {
         b.iter(|| {
-            let p = parse_request(black_box(req));
-            assert!(matches!(p, Parsed::Done(Ok(_))));
+            let p = parse_request(black_box(req), None);
+            assert!(matches!(p.0, Some(Ok(_))));
             p
         })
     });
@@ -45,6 +48,49 @@ fn mp4_split(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(SAMPLE.len() as u64));
     g.bench_function("parse_sample", |b| {
         b.iter(|| Movie::parse(black_box(SAMPLE)).expect("sample"))
+    });
+    g.finish();
+}
+
+/// A publisher's body through the push parser: reads of up to 64 KiB straight into the fragment
+/// being assembled (as the connection does), and the same body chunk-encoded in 32 KiB chunks
+/// (ffmpeg's) decoded first.
+fn push_parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("push");
+    g.throughput(Throughput::Bytes(SAMPLE.len() as u64));
+    let split = |body: &[u8]| {
+        let mut p = PushParser::default();
+        let mut fragments = 0;
+        let mut at = 0;
+        while at < body.len() {
+            let n = p.want().min(64 * 1024).min(body.len() - at);
+            // Stands for the read(2) into the parser's buffer.
+            p.spare(n).copy_from_slice(&body[at..at + n]);
+            at += n;
+            if let Ok(Some(PushEvent::Fragment(_))) = p.commit(n) {
+                fragments += 1;
+            }
+        }
+        fragments
+    };
+    g.bench_function("split_sample", |b| {
+        b.iter(|| assert_eq!(split(black_box(SAMPLE)), 6))
+    });
+    let chunked = encode(SAMPLE, 32 * 1024);
+    g.bench_function("dechunk_and_split_sample", |b| {
+        b.iter(|| {
+            let mut d = ChunkedDecoder::default();
+            let mut p = PushParser::default();
+            let mut at = 0;
+            let mut fragments = 0;
+            while at < chunked.len() && !d.is_done() {
+                let step = d.step(&chunked[at..]).expect("chunked");
+                let data = &chunked[at..][step.data];
+                at += step.consumed;
+                let _ = p.feed(data, |e| fragments += usize::from(matches!(e, PushEvent::Fragment(_))));
+            }
+            assert_eq!(fragments, 6);
+        })
     });
     g.finish();
 }
@@ -79,5 +125,5 @@ fn deliver(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, http_parse, sse_encode, mp4_split, deliver);
+criterion_group!(benches, http_parse, sse_encode, mp4_split, push_parse, deliver);
 criterion_main!(benches);

@@ -11,15 +11,16 @@
 //! ```
 
 use ssecast::mp4::Movie;
-use ssecast::playout::Playout;
+use ssecast::source::playout::Playout;
+use ssecast::stream::{Stream, StreamName, Welcome};
 use std::io::{self, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
-    Cache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n";
+    Cache-Control: no-cache\r\nAccess-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n\
+    retry: 2000\n\n";
 
 fn main() {
     if let Err(e) = run() {
@@ -49,10 +50,15 @@ fn run() -> io::Result<()> {
     }
     let data: Vec<u8> = match &video {
         Some(path) => std::fs::read(path)?,
-        None => ssecast::video::SAMPLE.to_vec(),
+        None => ssecast::source::file::SAMPLE.to_vec(),
     };
     let movie = Movie::parse(&data).map_err(io::Error::other)?;
-    let mut playout = Playout::new(movie, Instant::now(), Duration::from_secs(10), speed.max(1));
+    let init = movie.init.clone();
+    let now = Instant::now();
+    let mut playout = Playout::new(movie, now, speed.max(1));
+    let name = StreamName::parse("floor").map_err(|e| io::Error::other(e.to_string()))?;
+    let mut stream = Stream::new(name, Duration::from_secs(10) / speed.max(1), now);
+    stream.start_session(playout.info().clone(), &init, playout.timescales(), now);
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     listener.set_nonblocking(true)?;
     eprintln!("floor: listening on http://127.0.0.1:{port}/events");
@@ -67,9 +73,11 @@ fn run() -> io::Result<()> {
                 Ok((mut s, _)) => {
                     let _ = s.set_nodelay(true);
                     let mut start = Vec::from(HEAD);
-                    start.extend_from_slice(&playout.init_frame().bytes);
-                    for f in playout.start_frames(None).1 {
-                        start.extend_from_slice(&f.bytes);
+                    if let Welcome::Live { init, frames, .. } = stream.welcome(None) {
+                        start.extend_from_slice(&init.bytes);
+                        for f in frames {
+                            start.extend_from_slice(&f.bytes);
+                        }
                     }
                     if s.write_all(&start).is_ok() && s.set_nonblocking(true).is_ok() {
                         viewers.push(s);
@@ -87,8 +95,8 @@ fn run() -> io::Result<()> {
         let wall_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        while let Some(frame) = playout.poll(now, wall_ms, &data) {
-            let frame = Rc::clone(&frame);
+        while let Some((bytes, keyframe)) = playout.poll(now, stream.sequence() + 1, &data) {
+            let frame = stream.go_live(bytes, keyframe, now, wall_ms);
             let before = viewers.len();
             viewers.retain_mut(|s| matches!(s.write(&frame.bytes), Ok(n) if n == frame.len()));
             dropped += (before - viewers.len()) as u64;
