@@ -635,11 +635,11 @@ impl Server {
             .filter(|(_, s)| s.is_live())
             .count();
         log::info!(
-            "stats: {} viewers, {} connections, {} streams ({live} live), {} KiB queued, {} fragments live, {} skipped by slow viewers",
+            "stats: {} viewers, {} connections, {} KiB queued, {} streams ({live} live), {} fragments live, {} skipped by slow viewers",
             self.viewers,
             self.conns.len(),
-            self.shared.streams.len(),
             queued / 1024,
+            self.shared.streams.len(),
             self.stats.fragments,
             skipped,
         );

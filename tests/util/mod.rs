@@ -5,6 +5,8 @@
 //! [`server_bin`].
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
