@@ -318,8 +318,8 @@ return {
 "#;
 
 /// What the page reports while it plays (or waits for) a live stream. `since` is an index into
-/// the frame log: `framesSince` counts the frames presented from there on, and `sizesSince` how
-/// many of them had each size ("640x360": n).
+/// the frame log (which keeps 5000 frames, more than a test here presents): `sizesSince` counts
+/// the frames presented from there on by size ("640x360": n).
 const LIVE_PROBE: &str = r#"
 const [since] = arguments;
 const v = document.getElementById('video');
@@ -327,10 +327,14 @@ const s = window.ssecast || {};
 const f = window.testFrames || [];
 const message = document.getElementById('message');
 const sizesSince = {};
-for (const [, , w, h] of f.slice(since)) sizesSince[`${w}x${h}`] = (sizesSince[`${w}x${h}`] || 0) + 1;
+for (const [, , w, h] of f.slice(since)) {
+  const size = `${w}x${h}`;
+  sizesSince[size] = (sizesSince[size] || 0) + 1;
+}
 return {
-  width: v.videoWidth, height: v.videoHeight, error: v.error ? `${v.error.code} ${v.error.message}` : null,
-  frames: f.length, framesSince: Math.max(0, f.length - since), sizesSince,
+  width: v.videoWidth, height: v.videoHeight,
+  error: v.error ? `${v.error.code} ${v.error.message}` : null,
+  frames: f.length, sizesSince,
   lastFrame: f.length ? f[f.length - 1] : null,
   state: s.state || null, errors: s.errors || null, stream: s.stream || null,
   inits: s.inits || 0, offlines: s.offlines || 0, mediaSources: s.mediaSources || 0,
