@@ -2,10 +2,12 @@
 //! replayed through exactly the same code by `cargo test` on stable Rust (tests/fuzz_corpus.rs).
 //! Each function panics only when an invariant is broken, which is what a fuzzer reports.
 
+use crate::http::chunked::ChunkedDecoder;
 use crate::http::{HeadReader, Parsed, MAX_HEAD};
-use crate::mp4::{render_fragment, Movie};
-use crate::playout::Playout;
-use std::time::{Duration, Instant};
+use crate::mp4::{render_fragment, shift_decode_times, Movie};
+use crate::source::playout::Playout;
+use crate::source::push::{PushEvent, PushParser, MAX_FRAGMENT, MAX_INIT};
+use std::time::Instant;
 
 /// Feeds `data[1..]` to a [`HeadReader`] in reads whose sizes cycle through a pattern picked by
 /// `data[0]`, as a connection would after each `read`.
@@ -28,7 +30,7 @@ pub fn feed_in_pieces(data: &[u8]) {
         let piece = &rest[at..at + n];
         at += n;
         fed_since_start += n;
-        match reader.feed(piece) {
+        match reader.feed(piece, Some(b"key")) {
             Parsed::Partial => {
                 assert!(
                     reader.buffered() <= MAX_HEAD + n,
@@ -41,7 +43,8 @@ pub fn feed_in_pieces(data: &[u8]) {
                 );
             }
             // Like a connection, stop at the first verdict: the rest is never read.
-            Parsed::Done(_) => {
+            Parsed::Done { body_at, .. } => {
+                assert!(body_at <= piece.len(), "the body starts inside the piece");
                 assert_eq!(reader.buffered(), 0, "a finished head frees its buffer");
                 return;
             }
@@ -66,13 +69,77 @@ pub fn parse_and_render(data: &[u8]) {
         }
     }
     let t0 = Instant::now();
-    let mut playout = Playout::new(movie, t0, Duration::from_secs(10), 1);
+    let mut playout = Playout::new(movie, t0, 1);
     let mut now = t0;
-    for _ in 0..16 {
+    for seq in 0..16 {
         now = now.max(playout.next_due());
         assert!(
-            playout.poll(now, 0, data).is_some(),
+            playout.poll(now, seq, data).is_some(),
             "a due fragment is released"
         );
+    }
+}
+
+/// Feeds `data[2..]` to the publish path as a connection would: when `data[0]` is odd, as a
+/// chunked body (its framing decoded first), otherwise as a plain body; in pieces whose sizes
+/// cycle through a pattern picked by `data[1]`, alternating between reads straight into the
+/// parser and copies of bytes already in memory. Every fragment that comes out must be shiftable
+/// and under the caps; nothing may panic, and the parser's buffer must stay bounded.
+pub fn publish_in_pieces(data: &[u8]) {
+    let [mode, pattern, rest @ ..] = data else {
+        return;
+    };
+    let sizes = [
+        1 + usize::from(pattern & 0x0f),
+        1 + usize::from(pattern >> 4) * 997,
+        7,
+    ];
+    let mut body = Vec::new();
+    if mode & 1 == 1 {
+        let mut d = ChunkedDecoder::default();
+        let mut at = 0;
+        while at < rest.len() && !d.is_done() {
+            let Ok(step) = d.step(&rest[at..]) else {
+                return;
+            };
+            body.extend_from_slice(&rest[at..][step.data]);
+            at += step.consumed;
+        }
+    } else {
+        body.extend_from_slice(rest);
+    }
+    let mut parser = PushParser::default();
+    let mut at = 0;
+    let mut i = 0;
+    let mut check = |event: PushEvent| match event {
+        PushEvent::Init(init) => assert!(init.bytes.len() <= MAX_INIT * 2),
+        PushEvent::Fragment(mut f) => {
+            assert!(f.bytes.len() <= MAX_FRAGMENT, "fragment over the cap");
+            let shifts = vec![u64::MAX / 3; 8];
+            shift_decode_times(&mut f.bytes, &f.fragment, &shifts);
+        }
+    };
+    while at < body.len() {
+        let n = sizes[i % sizes.len()].min(body.len() - at);
+        i += 1;
+        let piece = &body[at..at + n];
+        at += n;
+        if i % 2 == 0 {
+            if parser.feed(piece, &mut check).is_err() {
+                return;
+            }
+        } else {
+            let mut piece = piece;
+            while !piece.is_empty() {
+                let take = parser.want().min(piece.len());
+                parser.spare(take).copy_from_slice(&piece[..take]);
+                piece = &piece[take..];
+                match parser.commit(take) {
+                    Ok(Some(e)) => check(e),
+                    Ok(None) => {}
+                    Err(_) => return,
+                }
+            }
+        }
     }
 }

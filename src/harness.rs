@@ -6,9 +6,10 @@
 use crate::conn::{Connection, Next, Phase, Shared};
 use crate::http::Responses;
 use crate::mp4::Movie;
-use crate::playout::Playout;
+use crate::source::file::SAMPLE;
+use crate::source::playout::Playout;
 use crate::sse::Frame;
-use crate::video::SAMPLE;
+use crate::stream::{Registry, SourceKind, StreamName};
 use mio::{Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 
 pub struct FanoutHarness {
     shared: Shared,
+    playout: Playout,
+    stream: usize,
     conns: Vec<Connection>,
     readers: Vec<TcpStream>,
     now: Instant,
@@ -28,15 +31,28 @@ impl FanoutHarness {
     pub fn new(n: usize, client_queue: usize) -> io::Result<FanoutHarness> {
         let now = Instant::now();
         let movie = Movie::parse(SAMPLE).map_err(io::Error::other)?;
-        let playout = Playout::new(movie, now, Duration::from_secs(10), 1);
+        let init = movie.init.clone();
+        let playout = Playout::new(movie, now, 1);
+        let mut streams = Registry::new(Duration::from_secs(10));
+        let name = StreamName::parse("sample").map_err(|e| io::Error::other(e.to_string()))?;
+        let stream = streams
+            .add_configured(name, SourceKind::File, false, now)
+            .ok_or_else(|| io::Error::other("no stream"))?;
+        if let Some(s) = streams.get_mut(stream) {
+            s.start_session(playout.info().clone(), &init, playout.timescales(), now);
+        }
         let mut h = FanoutHarness {
             shared: Shared {
                 poll: Poll::new()?,
-                playout,
+                streams,
                 responses: Responses::new(),
                 scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
                 stall_timeout: Duration::from_secs(3600),
+                publish_key: None,
+                media: Vec::new(),
             },
+            playout,
+            stream,
             conns: Vec::with_capacity(n),
             readers: Vec::with_capacity(n),
             now,
@@ -55,7 +71,9 @@ impl FanoutHarness {
                 .register(&mut socket, token, Interest::READABLE)?;
             reader.write_all(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")?;
             reader.set_nonblocking(true)?;
-            let mut conn = Connection::new(i as u64, token, socket, client_queue, false, now);
+            let peer = std::net::Ipv4Addr::LOCALHOST.into();
+            let mut conn =
+                Connection::new(i as u64, token, socket, peer, client_queue, false, now);
             let mut ctx = h.shared.ctx(now);
             // The request is already in the socket's receive queue on loopback, but give it a
             // few tries rather than assume.
@@ -81,10 +99,13 @@ impl FanoutHarness {
     /// The next live fragment of the sample, encoded as the server would.
     pub fn next_fragment(&mut self) -> Rc<Frame> {
         loop {
-            let due = self.shared.playout.next_due();
+            let due = self.playout.next_due();
             self.now = self.now.max(due);
-            if let Some(f) = self.shared.playout.poll(self.now, 0, SAMPLE) {
-                return f;
+            let Some(stream) = self.shared.streams.get_mut(self.stream) else {
+                continue;
+            };
+            if let Some((bytes, keyframe)) = self.playout.poll(self.now, stream.sequence() + 1, SAMPLE) {
+                return stream.go_live(bytes, keyframe, self.now, 0);
             }
         }
     }

@@ -1,5 +1,10 @@
 //! ssecast: a small, fast live video server. The library holds every piece of the server so the
 //! binary, the integration tests, the benches and the fuzz targets share one implementation.
+//!
+//! `server` runs the event loop; `conn` is one HTTP connection (viewer, publisher or a fixed
+//! response); `http` parses and answers requests; `stream` holds named streams and their
+//! registry; `source` is where streams come from (files, publishers, standard input); `queue`
+//! and `sse` are the per-viewer queue and the event framing; `mp4` is the box parsing.
 
 pub mod config;
 pub mod conn;
@@ -7,8 +12,8 @@ pub mod fuzzing;
 pub mod harness;
 pub mod http;
 pub mod mp4;
-pub mod playout;
 pub mod queue;
 pub mod server;
+pub mod source;
 pub mod sse;
-pub mod video;
+pub mod stream;

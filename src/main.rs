@@ -1,5 +1,6 @@
 //! The `ssecast` binary: command line -> config -> server, logging setup, the file descriptor
-//! limit, and exit codes (0 clean stop, 1 runtime failure, 2 bad usage or unusable video).
+//! limit, and exit codes (0 clean stop, 1 runtime failure, 2 bad usage, an unusable video or
+//! standard input, or an address that cannot be bound).
 
 use ssecast::config::{parse_args, Command, Config, HELP};
 use ssecast::server::{default_max_clients, Server, ServerError};
@@ -33,7 +34,7 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| default_max_clients(fd_limit, FD_RESERVE));
     match run(&cfg, max_clients) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (ServerError::Video(_) | ServerError::Bind { .. })) => {
+        Err(e @ (ServerError::Video(_) | ServerError::Bind { .. } | ServerError::Stdin(_))) => {
             log::error!("{e}");
             ExitCode::from(2)
         }
@@ -47,39 +48,55 @@ fn main() -> ExitCode {
 fn run(cfg: &Config, max_clients: usize) -> Result<(), ServerError> {
     let mut server = Server::new(cfg, max_clients)?;
     let addr = server.local_addr();
-    let info = server.playout().info().clone();
-    let movie = server.playout().movie();
-    let resolution = match movie.resolution() {
-        Some((w, h)) => format!("{w}x{h}, "),
-        None => String::new(),
-    };
-    log::info!(
-        "stream: {} | {} | {resolution}{} kbit/s, {} fragments, {:.1} s, looping",
-        server.video().name().display(),
-        info.mime,
-        info.bitrate / 1000,
-        movie.fragments.len(),
-        info.duration_secs
-    );
-    for (i, track) in movie.tracks.iter().enumerate() {
-        let ticks = movie.lead_in_ticks(i);
-        if ticks > 0 {
-            log::info!(
-                "track {} starts {:.0} ms before the first frame is shown (B-frames, no edit list): \
-                 passes after the first leave that lead-in out, so the loop joins seamlessly",
-                track.id,
-                ticks as f64 * 1000.0 / f64::from(track.timescale)
-            );
+    for file in server.files() {
+        let info = file.playout.info();
+        let movie = file.playout.movie();
+        let name = server
+            .streams()
+            .get(file.stream)
+            .map_or_else(String::new, |s| s.name.to_string());
+        let resolution = match movie.resolution() {
+            Some((w, h)) => format!("{w}x{h}, "),
+            None => String::new(),
+        };
+        log::info!(
+            "stream {name}: {} | {} | {resolution}{} kbit/s, {} fragments, {:.1} s, looping",
+            file.video.name().display(),
+            info.mime,
+            info.bitrate / 1000,
+            movie.fragments.len(),
+            info.duration_secs
+        );
+        for (i, track) in movie.tracks.iter().enumerate() {
+            let ticks = movie.lead_in_ticks(i);
+            if ticks > 0 {
+                log::info!(
+                    "track {} starts {:.0} ms before the first frame is shown (B-frames, no edit list): \
+                     passes after the first leave that lead-in out, so the loop joins seamlessly",
+                    track.id,
+                    ticks as f64 * 1000.0 / f64::from(track.timescale)
+                );
+            }
+        }
+    }
+    for (_, s) in server.streams().iter() {
+        if s.kind == Some(ssecast::stream::SourceKind::Stdin) {
+            log::info!("stream {}: standard input (fragmented MP4), live when it starts", s.name);
         }
     }
     log::info!(
-        "up to {max_clients} viewers, {} KiB queue each, {} s backlog{}",
+        "up to {max_clients} connections, {} KiB queue each, {} s backlog{}; publishing {}",
         cfg.client_queue / 1024,
         cfg.backlog.as_secs(),
         if cfg.speed > 1 {
-            format!(", playing at {}x speed", cfg.speed)
+            format!(", files playing at {}x speed", cfg.speed)
         } else {
             String::new()
+        },
+        if cfg.publish_key.is_some() {
+            "needs the --publish-key"
+        } else {
+            "from this machine only (set --publish-key to accept others)"
         }
     );
     if addr.ip().is_unspecified() {

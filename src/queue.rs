@@ -112,9 +112,13 @@ impl ClientQueue {
             self.skipping = true;
         }
         if frame.is_keyframe() && self.fits(frame) {
-            let reset = reset_frame(self.skipped);
-            self.pending += reset.len() + frame.len();
-            self.frames.push_back(reset);
+            // Waiting without having dropped anything (a new session) needs no reset.
+            if self.skipped > 0 {
+                let reset = reset_frame(self.skipped);
+                self.pending += reset.len();
+                self.frames.push_back(reset);
+            }
+            self.pending += frame.len();
             self.frames.push_back(Rc::clone(frame));
             self.skipping = false;
             self.skipped = 0;

@@ -55,15 +55,16 @@ pub fn render_fragment(
 
 /// Sets each track run's `tfdt` decode time in `bytes` (a fragment parsed by
 /// [`parse_fragment_at`](super::parse_fragment_at), so the offsets match) to the decode time
-/// parsed into `frag` plus `shift[run.track]` ticks, or plus nothing for a track `shift` does
-/// not reach; as the new times come from `frag`, not from `bytes`, shifting again replaces the
+/// parsed into `frag` plus `shift[run.track]` ticks, added modulo 2^64 so that a shift can also
+/// move times back (a publisher whose clock is ahead of the stream), or plus nothing for a track
+/// `shift` does not reach; as the new times come from `frag`, not from `bytes`, shifting again replaces the
 /// earlier shift rather than adding to it. Returns false if a 32-bit (version 0) `tfdt` could
 /// not hold the result (it wraps, as [`render_fragment`] does).
 pub fn shift_decode_times(bytes: &mut [u8], frag: &Fragment, shift: &[u64]) -> bool {
     let mut fits = true;
     for run in &frag.runs {
         let by = shift.get(run.track).copied().unwrap_or(0);
-        let t = u128::from(run.decode_time) + u128::from(by);
+        let t = u128::from(run.decode_time.wrapping_add(by));
         let at = frag.range.start.saturating_add(run.tfdt_at);
         fits &= write_decode_time(bytes, at, run.tfdt_v1, t);
     }

@@ -1,6 +1,8 @@
-//! The video source: the embedded sample or a memory-mapped file, plus the guard that notices when
-//! a mapped file shrinks under us. Owns the one `unsafe` block of the crate (the mmap).
+//! A file stream's source: the embedded sample or a memory-mapped file, the guard that notices
+//! when a mapped file shrinks under us, and the playout that releases its fragments. Owns the one
+//! `unsafe` block of the crate (the mmap).
 
+use super::playout::Playout;
 use crate::mp4::{Movie, Mp4Error};
 use memmap2::Mmap;
 use std::fmt;
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// The sample played when no file is given: a 6 s fragmented H.264+AAC test pattern made by
 /// `web/make-sample.sh`.
-pub const SAMPLE: &[u8] = include_bytes!("../web/sample.mp4");
+pub const SAMPLE: &[u8] = include_bytes!("../../web/sample.mp4");
 
 /// Why a video cannot be (or can no longer be) played.
 #[derive(Debug)]
@@ -139,6 +141,13 @@ impl Video {
         }
         Ok(())
     }
+}
+
+/// A file played as a looping live channel into the stream with registry key `stream`.
+pub struct FileSource {
+    pub stream: usize,
+    pub video: Video,
+    pub playout: Playout,
 }
 
 #[cfg(test)]

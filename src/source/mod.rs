@@ -36,4 +36,12 @@ impl MediaEvent {
     pub fn failed(e: &PushError) -> MediaEvent {
         MediaEvent::End(format!("the publisher sent bad data: {e}"))
     }
+
+    /// The reason of an `End`, empty for other events.
+    pub fn into_reason(self) -> String {
+        match self {
+            MediaEvent::End(r) => r,
+            _ => String::new(),
+        }
+    }
 }

@@ -74,6 +74,8 @@ pub struct Stream {
     /// default stream).
     pub changed_at: Instant,
     pub live_order: u64,
+    /// When its viewers were last sent anything (for keepalives).
+    pub last_output: Instant,
     /// Counters for the status API and logs.
     pub fragments: u64,
     pub sessions: u64,
@@ -97,6 +99,7 @@ impl Stream {
             timeline: Timeline::default(),
             changed_at: now,
             live_order: 0,
+            last_output: now,
             fragments: 0,
             sessions: 0,
         }

@@ -1,28 +1,36 @@
-//! The event loop: one `mio::Poll`, the listener, the signal pipe and a slab of connections keyed
-//! by token. It accepts (with a capacity gate and an EMFILE back-off), dispatches readiness to
-//! connections, releases live fragments from the playout and fans each one out to every viewer,
-//! and runs the timers (head timeouts, lingering closes, keepalives) that set the poll timeout.
+//! The event loop: one `mio::Poll`, the listener, the signal pipe, standard input and a slab of
+//! connections keyed by token. It accepts (with a capacity gate and an EMFILE back-off),
+//! dispatches readiness to connections, and runs the timers (file playouts, held publishers,
+//! head timeouts, lingering closes, keepalives, publish timeouts) that set the poll timeout.
+//! What sources yield is applied to streams and fanned out in `fanout`.
 
-use crate::config::Config;
+mod fanout;
+
+use crate::config::{Config, Source};
 use crate::conn::{Connection, Next, Phase, Shared};
 use crate::http::Responses;
-use crate::playout::Playout;
+use crate::mp4::Movie;
+use crate::source::file::{FileSource, Video, VideoError};
+use crate::source::playout::Playout;
+use crate::source::stdin::{StdinNext, StdinSource};
 use crate::sse::{Frame, KEEPALIVE};
-use crate::video::{Video, VideoError};
+use crate::stream::{Publisher, Registry, SourceKind, StreamName};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
+const STDIN: Token = Token(usize::MAX - 3);
 
 /// Most connections accepted per readiness event before other work gets a turn.
 const ACCEPT_BATCH: usize = 256;
@@ -30,11 +38,10 @@ const ACCEPT_BATCH: usize = 256;
 const ACCEPT_RETRY: Duration = Duration::from_millis(200);
 /// How long a closed response waits for the peer to close before giving up.
 const LINGER: Duration = Duration::from_secs(2);
-/// Silence after which viewers get a keepalive comment.
-const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
-/// Most fragments released in one loop iteration (the playout re-anchors if it falls further
-/// behind, so this only bounds a burst).
-const MAX_RELEASES_PER_TICK: usize = 64;
+/// Silence after which a stream's viewers get a keepalive comment.
+pub const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
+/// How often publishers are checked for silence, streams for being unused and keepalives due.
+const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Connections the kernel may hold for us while we are busy fanning out (the kernel caps it at
 /// net.core.somaxconn). A crowd joining at once should wait in the queue, not be refused.
 const LISTEN_BACKLOG: i32 = 4096;
@@ -71,6 +78,7 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: io::Error },
     Io(io::Error),
     Video(VideoError),
+    Stdin(io::Error),
 }
 
 impl fmt::Display for ServerError {
@@ -79,6 +87,7 @@ impl fmt::Display for ServerError {
             ServerError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServerError::Io(e) => write!(f, "event loop failed: {e}"),
             ServerError::Video(e) => write!(f, "{e}"),
+            ServerError::Stdin(e) => write!(f, "cannot read standard input: {e}"),
         }
     }
 }
@@ -105,10 +114,15 @@ pub struct Server {
     local_addr: SocketAddr,
     signals: Signals,
     conns: Slab<Connection>,
-    video: Video,
+    files: Vec<FileSource>,
+    stdin: Option<StdinSource>,
+    /// Standard input is ahead of real time: read it again then.
+    stdin_hold: Option<Instant>,
+    stdin_again: bool,
     keepalive: Rc<Frame>,
     client_queue: usize,
     head_timeout: Duration,
+    publish_timeout: Duration,
     stats_every: Duration,
     max_clients: usize,
     /// Connections kept at most: viewers plus room to answer 503 and serve the page.
@@ -119,9 +133,13 @@ pub struct Server {
     /// A fixed response must be taken within the head timeout too, or the slot is freed.
     respond_timers: VecDeque<(Instant, usize, u64)>,
     linger_timers: VecDeque<(Instant, usize, u64)>,
-    /// Connections whose drain yielded with output left.
+    /// Publishers held back until an instant (each its own, so a heap).
+    hold_timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// Connections to call again (output left or input to read) soon.
     again: Vec<(usize, u64)>,
     to_close: Vec<usize>,
+    /// The viewer keys of the stream being fanned out to (kept for its capacity).
+    fanout_keys: Vec<usize>,
     next_id: u64,
     viewers: usize,
     /// The listener may have connections waiting that were not accepted yet.
@@ -129,31 +147,48 @@ pub struct Server {
     /// Accepting stopped at `slab_cap`; it resumes below 90% of it.
     at_capacity: bool,
     accept_paused_until: Option<Instant>,
-    last_output: Instant,
+    next_housekeeping: Instant,
     next_stats: Instant,
     stats: Stats,
 }
 
 impl Server {
-    /// Loads the video, binds the listener and sets up the loop; the first fragment goes live
+    /// Loads the streams, binds the listener and sets up the loop; the first fragments go live
     /// when `run` starts.
     pub fn new(cfg: &Config, max_clients: usize) -> Result<Server, ServerError> {
-        let (video, movie) = match &cfg.video {
-            Some(path) => Video::open(path)?,
-            None => {
-                let video = Video::sample();
-                let movie = crate::mp4::Movie::parse(video.bytes()).map_err(|source| {
-                    VideoError::Parse {
-                        path: video.name().to_path_buf(),
-                        source,
-                    }
-                })?;
-                (video, movie)
-            }
-        };
         let now = Instant::now();
-        let playout = Playout::new(movie, now, cfg.backlog, cfg.speed);
         let poll = Poll::new().map_err(ServerError::Io)?;
+        let mut streams = Registry::new(cfg.backlog / cfg.speed.max(1));
+        let mut files = Vec::new();
+        let mut stdin = None;
+        for spec in &cfg.streams {
+            match &spec.source {
+                Source::File(path) => {
+                    let (video, movie) = Video::open(path)?;
+                    files.push(add_file(&mut streams, spec.name, video, movie, cfg.speed, false, now));
+                }
+                Source::Stdin => {
+                    let key = streams
+                        .add_configured(spec.name, SourceKind::Stdin, false, now)
+                        .ok_or_else(|| ServerError::Stdin(io::Error::other("duplicate name")))?;
+                    if let Some(s) = streams.get_mut(key) {
+                        s.publisher = Some(Publisher::Internal);
+                    }
+                    let source = StdinSource::open(key, poll.registry(), STDIN, now)
+                        .map_err(ServerError::Stdin)?;
+                    stdin = Some(source);
+                }
+            }
+        }
+        if cfg.streams.is_empty() {
+            let video = Video::sample();
+            let movie = Movie::parse(video.bytes()).map_err(|source| VideoError::Parse {
+                path: video.name().to_path_buf(),
+                source,
+            })?;
+            let name = StreamName::parse("sample").map_err(|_| ServerError::Io(io::Error::other("sample name")))?;
+            files.push(add_file(&mut streams, name, video, movie, cfg.speed, true, now));
+        }
         let mut listener = bind(cfg.listen).map_err(|source| ServerError::Bind {
             addr: cfg.listen,
             source,
@@ -169,33 +204,44 @@ impl Server {
         Ok(Server {
             shared: Shared {
                 poll,
-                playout,
+                streams,
                 responses: Responses::new(),
                 scratch: vec![0u8; SCRATCH].into_boxed_slice(),
                 stall_timeout: cfg.stall_timeout,
+                publish_key: cfg
+                    .publish_key
+                    .as_ref()
+                    .map(|k| k.as_bytes().to_vec().into_boxed_slice()),
+                media: Vec::new(),
             },
             listener,
             local_addr,
             signals,
             conns: Slab::new(),
-            video,
+            files,
+            stdin,
+            stdin_hold: None,
+            stdin_again: false,
             keepalive: Frame::control(KEEPALIVE),
             client_queue: cfg.client_queue,
             head_timeout: cfg.head_timeout,
+            publish_timeout: cfg.publish_timeout,
             stats_every: cfg.stats_every,
             max_clients,
             slab_cap: slab_cap(max_clients),
             head_timers: VecDeque::new(),
             respond_timers: VecDeque::new(),
             linger_timers: VecDeque::new(),
+            hold_timers: BinaryHeap::new(),
             again: Vec::new(),
             to_close: Vec::new(),
+            fanout_keys: Vec::new(),
             next_id: 0,
             viewers: 0,
             listener_ready: false,
             at_capacity: false,
             accept_paused_until: None,
-            last_output: now,
+            next_housekeeping: now + HOUSEKEEPING,
             next_stats: now + cfg.stats_every,
             stats: Stats::default(),
         })
@@ -205,15 +251,17 @@ impl Server {
         self.local_addr
     }
 
-    pub fn playout(&self) -> &Playout {
-        &self.shared.playout
+    /// The streams, for the startup log.
+    pub fn streams(&self) -> &Registry {
+        &self.shared.streams
     }
 
-    pub fn video(&self) -> &Video {
-        &self.video
+    /// The file streams, for the startup log.
+    pub fn files(&self) -> &[FileSource] {
+        &self.files
     }
 
-    /// Runs until SIGINT or SIGTERM (`Ok`) or until the video becomes unreadable (`Err`).
+    /// Runs until SIGINT or SIGTERM (`Ok`) or until a file becomes unreadable (`Err`).
     pub fn run(&mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(1024);
         loop {
@@ -242,6 +290,7 @@ impl Server {
                             return Ok(());
                         }
                     }
+                    STDIN => self.read_stdin(now),
                     Token(key) => {
                         let readable = event.is_readable() || event.is_read_closed();
                         let writable = event.is_writable() || event.is_error();
@@ -260,19 +309,24 @@ impl Server {
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if !self.again.is_empty() || self.may_accept() {
+        if !self.again.is_empty() || self.stdin_again || self.may_accept() {
             return Duration::ZERO;
         }
-        let mut next = self.shared.playout.next_due().min(self.next_stats);
-        next = next.min(self.last_output + KEEPALIVE_AFTER);
-        for t in [
-            self.head_timers.front().map(|t| t.0),
-            self.respond_timers.front().map(|t| t.0),
-            self.linger_timers.front().map(|t| t.0),
-            self.accept_paused_until,
-        ]
-        .into_iter()
-        .flatten()
+        let mut next = self.next_stats.min(self.next_housekeeping);
+        for t in self
+            .files
+            .iter()
+            .map(|f| f.playout.next_due())
+            .chain([
+                self.head_timers.front().map(|t| t.0),
+                self.respond_timers.front().map(|t| t.0),
+                self.linger_timers.front().map(|t| t.0),
+                self.hold_timers.peek().map(|t| t.0 .0),
+                self.stdin_hold,
+                self.accept_paused_until,
+            ]
+            .into_iter()
+            .flatten())
         {
             next = next.min(t);
         }
@@ -345,6 +399,7 @@ impl Server {
             id,
             token,
             socket,
+            peer.ip(),
             self.client_queue,
             reject,
             now,
@@ -373,6 +428,7 @@ impl Server {
             }
         }
         self.settle(key, before, next, now);
+        self.apply_media(now);
     }
 
     /// Acts on a handler's verdict and on the phase change it made.
@@ -395,11 +451,12 @@ impl Server {
         match next {
             Next::Continue => {}
             Next::Again => self.again.push((key, conn.id)),
-            Next::Close => self.close(key),
+            Next::Hold(until) => self.hold_timers.push(Reverse((until, key, conn.id))),
+            Next::Close => self.close(key, now),
         }
     }
 
-    fn close(&mut self, key: usize) {
+    fn close(&mut self, key: usize, now: Instant) {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
@@ -408,21 +465,57 @@ impl Server {
             self.stats.skipped += conn.total_skipped();
             log::debug!("viewer {} left ({} watching)", conn.id, self.viewers);
         }
+        if let Some(v) = conn.viewer() {
+            if let Some(s) = self.shared.streams.get_mut(v.stream) {
+                s.viewers.try_remove(v.slot);
+            }
+            self.shared.streams.forget_if_unused(v.stream, now);
+        }
+        if let Some(stream) = conn.publishing() {
+            self.end_source(stream, "publisher disconnected", now);
+        }
         // Dropping the socket closes it, which also removes it from the poll set.
+    }
+
+    fn read_stdin(&mut self, now: Instant) {
+        self.stdin_again = false;
+        let Some(stdin) = self.stdin.as_mut() else {
+            return;
+        };
+        match stdin.on_readable(now, &mut self.shared.media) {
+            StdinNext::Continue => {}
+            StdinNext::Again => self.stdin_again = true,
+            StdinNext::Hold(t) => self.stdin_hold = Some(t),
+            StdinNext::Ended => self.stdin = None,
+        }
+        self.apply_media(now);
     }
 
     fn tick(&mut self, now: Instant) -> Result<(), ServerError> {
         let again = std::mem::take(&mut self.again);
         for (key, id) in &again {
             if self.conns.get(*key).is_some_and(|c| c.id == *id) {
-                self.connection_event(*key, false, true, now);
+                self.connection_event(*key, true, true, now);
             }
+        }
+        while let Some(&Reverse((at, key, id))) = self.hold_timers.peek() {
+            if at > now {
+                break;
+            }
+            self.hold_timers.pop();
+            if self.conns.get(key).is_some_and(|c| c.id == id) {
+                self.connection_event(key, true, false, now);
+            }
+        }
+        if self.stdin_again || self.stdin_hold.is_some_and(|t| now >= t) {
+            self.stdin_hold = None;
+            self.read_stdin(now);
         }
         self.release_fragments(now)?;
         self.expire_timers(now);
-        if now >= self.last_output + KEEPALIVE_AFTER {
-            let frame = Rc::clone(&self.keepalive);
-            self.fan_out(&frame, now, true);
+        if now >= self.next_housekeeping {
+            self.next_housekeeping = now + HOUSEKEEPING;
+            self.housekeeping(now);
         }
         if self.accept_paused_until.is_some_and(|t| now >= t) {
             self.accept_paused_until = None;
@@ -438,49 +531,6 @@ impl Server {
         Ok(())
     }
 
-    fn release_fragments(&mut self, now: Instant) -> Result<(), ServerError> {
-        for _ in 0..MAX_RELEASES_PER_TICK {
-            if now < self.shared.playout.next_due() {
-                return Ok(());
-            }
-            self.video.check()?;
-            let wall_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            let Some(frame) = self.shared.playout.poll(now, wall_ms, self.video.bytes()) else {
-                return Ok(());
-            };
-            self.stats.fragments += 1;
-            self.fan_out(&frame, now, false);
-        }
-        log::warn!("released {MAX_RELEASES_PER_TICK} fragments in one turn; the rest follow");
-        Ok(())
-    }
-
-    /// Hands a frame to every viewer: a refcount and, for viewers not already behind, one
-    /// vectored write each.
-    fn fan_out(&mut self, frame: &Rc<Frame>, now: Instant, keepalive: bool) {
-        self.last_output = now;
-        let mut ctx = self.shared.ctx(now);
-        for (key, conn) in self.conns.iter_mut() {
-            let next = if keepalive {
-                conn.keepalive(frame, &mut ctx)
-            } else {
-                conn.deliver(frame, &mut ctx)
-            };
-            match next {
-                Next::Continue => {}
-                Next::Again => self.again.push((key, conn.id)),
-                Next::Close => self.to_close.push(key),
-            }
-        }
-        let mut to_close = std::mem::take(&mut self.to_close);
-        for key in to_close.drain(..) {
-            self.close(key);
-        }
-        self.to_close = to_close;
-    }
-
     fn expire_timers(&mut self, now: Instant) {
         while let Some(&(at, key, id)) = self.head_timers.front() {
             if at > now {
@@ -493,7 +543,7 @@ impl Server {
             if conn.id == id && conn.phase() == Phase::ReadHead {
                 log::debug!("connection {id} sent no complete request in time");
                 conn.head_timed_out(&self.shared.responses);
-                self.close(key);
+                self.close(key, now);
             }
         }
         for (timers, phase) in [
@@ -517,11 +567,45 @@ impl Server {
                 }
             }
         }
+        self.close_pending(now);
+    }
+
+    fn close_pending(&mut self, now: Instant) {
         let mut to_close = std::mem::take(&mut self.to_close);
         for key in to_close.drain(..) {
-            self.close(key);
+            self.close(key, now);
         }
         self.to_close = to_close;
+        self.apply_media(now);
+    }
+
+    /// Silent publishers, keepalives, and forgetting streams nobody uses.
+    fn housekeeping(&mut self, now: Instant) {
+        let publishers: Vec<(usize, u64)> = self
+            .shared
+            .streams
+            .iter()
+            .filter_map(|(_, s)| match s.publisher {
+                Some(Publisher::Conn { key, id }) => Some((key, id)),
+                _ => None,
+            })
+            .collect();
+        for (key, id) in publishers {
+            let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
+                continue;
+            };
+            let silent = conn
+                .publish_idle_since()
+                .is_some_and(|t| now.saturating_duration_since(t) >= self.publish_timeout);
+            if silent {
+                let mut ctx = self.shared.ctx(now);
+                conn.publish_timed_out(&mut ctx);
+                self.to_close.push(key);
+            }
+        }
+        self.close_pending(now);
+        self.keepalives(now);
+        self.shared.streams.sweep(now);
     }
 
     fn log_stats(&self) {
@@ -530,15 +614,15 @@ impl Server {
             queued += c.pending();
             skipped += c.total_skipped();
         }
+        let live = self.shared.streams.iter().filter(|(_, s)| s.is_live()).count();
         log::info!(
-            "stats: {} viewers, {} connections, {} KiB queued, {} fragments live, {} skipped by slow viewers, backlog {} fragments ({} KiB)",
+            "stats: {} viewers, {} connections, {} streams ({live} live), {} KiB queued, {} fragments live, {} skipped by slow viewers",
             self.viewers,
             self.conns.len(),
+            self.shared.streams.len(),
             queued / 1024,
             self.stats.fragments,
             skipped,
-            self.shared.playout.backlog_len(),
-            self.shared.playout.backlog_bytes() / 1024
         );
     }
 
@@ -549,5 +633,32 @@ impl Server {
 
     pub fn stats(&self) -> Stats {
         self.stats
+    }
+}
+
+/// Registers a file as a configured stream that is live from the start.
+fn add_file(
+    streams: &mut Registry,
+    name: StreamName,
+    video: Video,
+    movie: Movie,
+    speed: u32,
+    fallback: bool,
+    now: Instant,
+) -> FileSource {
+    let init = movie.init.clone();
+    let playout = Playout::new(movie, now, speed);
+    let key = streams
+        .add_configured(name, SourceKind::File, fallback, now)
+        .unwrap_or(usize::MAX);
+    if let Some(s) = streams.get_mut(key) {
+        s.publisher = Some(Publisher::Internal);
+        s.start_session(playout.info().clone(), &init, playout.timescales(), now);
+    }
+    streams.went_live(key);
+    FileSource {
+        stream: key,
+        video,
+        playout,
     }
 }

@@ -1,30 +1,38 @@
 //! One client connection: the state machine from reading the request head, through a fixed
-//! response or the live SSE stream, to a lingering close. It reads and writes its own socket and
-//! keeps its own poll interest right, but never touches the slab or the timers: every handler
-//! returns a [`Next`] and the server acts on it.
+//! response, the live SSE stream (`view`) or a publish body (`publish`), to a lingering close. It
+//! reads and writes its own socket and keeps its own poll interest right, but never touches the
+//! connection slab or the timers: every handler returns a [`Next`] and the server acts on it.
+//! Viewers and publishers register with their stream in the registry; what a publisher's feed
+//! yields goes to the server as [`Media`] events, which it applies and fans out.
+
+mod publish;
+mod view;
 
 use crate::http::{HeadReader, Parsed, Request, Responses, Route, Status};
-use crate::playout::Playout;
 use crate::queue::{ClientQueue, Drain};
-use crate::sse::{Frame, KEEPALIVE};
+use crate::source::live::LiveInput;
+use crate::source::Media;
+use crate::sse::Frame;
+use crate::stream::Registry;
 use mio::net::TcpStream;
-use mio::{Interest, Poll, Registry, Token};
+use mio::{Interest, Poll, Registry as PollRegistry, Token};
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{IpAddr, Shutdown};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Most reads of input the connection should not be sending before it is treated as a flood.
 const MAX_DISCARD_READS: usize = 16;
-/// Ring slots reserved for a viewer up front, so the steady state never grows the queue.
-const VIEWER_QUEUE_SLOTS: usize = 8;
 
 /// What the server should do with a connection after a handler ran.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
     Continue,
-    /// Output remains and the socket may still be writable: call `on_writable` again soon.
+    /// Work remains (output to write, input to read) and the socket may still be ready: call
+    /// the connection again soon.
     Again,
+    /// A publisher ahead of real time: read it again at this instant, not before.
+    Hold(Instant),
     Close,
 }
 
@@ -37,6 +45,8 @@ pub enum Phase {
     Respond,
     /// Streaming SSE to a viewer.
     Stream,
+    /// Reading a publisher's body.
+    Publish,
     /// Response sent and our side shut; discarding input until the peer closes (or a timeout), so
     /// the response is not destroyed by a reset.
     Linger,
@@ -44,36 +54,50 @@ pub enum Phase {
 
 /// What a handler may use besides the connection itself.
 pub struct Ctx<'a> {
-    pub registry: &'a Registry,
+    pub poll: &'a PollRegistry,
     pub scratch: &'a mut [u8],
     pub now: Instant,
-    pub playout: &'a Playout,
+    pub streams: &'a mut Registry,
     pub responses: &'a Responses,
     pub stall_timeout: Duration,
+    pub publish_key: Option<&'a [u8]>,
+    /// What publishers' feeds yielded, for the server to apply.
+    pub media: &'a mut Vec<Media>,
 }
 
 /// What every handler needs besides the connection's own state, owned by whoever drives the
 /// connections (the server, or the bench harness).
 pub struct Shared {
     pub poll: Poll,
-    pub playout: Playout,
+    pub streams: Registry,
     pub responses: Responses,
     /// One read buffer for every connection.
     pub scratch: Box<[u8]>,
     pub stall_timeout: Duration,
+    pub publish_key: Option<Box<[u8]>>,
+    pub media: Vec<Media>,
 }
 
 impl Shared {
     pub fn ctx(&mut self, now: Instant) -> Ctx<'_> {
         Ctx {
-            registry: self.poll.registry(),
+            poll: self.poll.registry(),
             scratch: &mut self.scratch,
             now,
-            playout: &self.playout,
+            streams: &mut self.streams,
             responses: &self.responses,
             stall_timeout: self.stall_timeout,
+            publish_key: self.publish_key.as_deref(),
+            media: &mut self.media,
         }
     }
+}
+
+/// Which stream a viewer watches: the registry key and its slot among the stream's viewers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewerSlot {
+    pub stream: usize,
+    pub slot: usize,
 }
 
 pub struct Connection {
@@ -81,6 +105,7 @@ pub struct Connection {
     pub id: u64,
     token: Token,
     socket: TcpStream,
+    peer: IpAddr,
     phase: Phase,
     queue: ClientQueue,
     /// A request head that arrived in pieces; empty (and unallocated) otherwise.
@@ -91,6 +116,14 @@ pub struct Connection {
     peer_closed: bool,
     /// Last time output moved (or there was none to move).
     last_progress: Instant,
+    /// Set while streaming to a viewer.
+    viewer: Option<ViewerSlot>,
+    /// Set while reading a publisher's body.
+    publisher: Option<Box<LiveInput>>,
+    body: publish::BodyState,
+    /// A publisher that was refused or stopped may still be sending its body: input is
+    /// discarded for as long as the linger lasts instead of being taken as a flood.
+    draining_body: bool,
 }
 
 impl Connection {
@@ -98,6 +131,7 @@ impl Connection {
         id: u64,
         token: Token,
         socket: TcpStream,
+        peer: IpAddr,
         client_queue: usize,
         reject: bool,
         now: Instant,
@@ -106,6 +140,7 @@ impl Connection {
             id,
             token,
             socket,
+            peer,
             phase: Phase::ReadHead,
             queue: ClientQueue::new(client_queue),
             head: HeadReader::default(),
@@ -113,6 +148,10 @@ impl Connection {
             reject,
             peer_closed: false,
             last_progress: now,
+            viewer: None,
+            publisher: None,
+            body: publish::BodyState::UntilClose,
+            draining_body: false,
         }
     }
 
@@ -122,6 +161,16 @@ impl Connection {
 
     pub fn phase(&self) -> Phase {
         self.phase
+    }
+
+    /// The stream this connection watches, if it is a viewer.
+    pub fn viewer(&self) -> Option<ViewerSlot> {
+        self.viewer
+    }
+
+    /// Registry key of the stream this connection publishes, while it does.
+    pub fn publishing(&self) -> Option<usize> {
+        self.publisher.as_ref().map(|p| p.stream)
     }
 
     /// Bytes waiting to be written to this client.
@@ -137,49 +186,16 @@ impl Connection {
     pub fn on_readable(&mut self, ctx: &mut Ctx<'_>) -> Next {
         match self.phase {
             Phase::ReadHead => self.read_head(ctx),
+            Phase::Publish => self.read_body(ctx),
             Phase::Respond | Phase::Stream | Phase::Linger => self.discard_input(ctx),
         }
     }
 
     pub fn on_writable(&mut self, ctx: &mut Ctx<'_>) -> Next {
         match self.phase {
-            Phase::Respond | Phase::Stream => self.flush(ctx),
+            Phase::Respond | Phase::Stream | Phase::Publish => self.flush(ctx),
             Phase::ReadHead | Phase::Linger => Next::Continue,
         }
-    }
-
-    /// Offers a new live fragment to a viewer.
-    pub fn deliver(&mut self, frame: &Rc<Frame>, ctx: &mut Ctx<'_>) -> Next {
-        if self.phase != Phase::Stream {
-            return Next::Continue;
-        }
-        let idle = self.queue.is_empty();
-        if !idle && ctx.now.saturating_duration_since(self.last_progress) > ctx.stall_timeout {
-            log::info!(
-                "disconnecting a viewer stuck for {}s with {} bytes unsent",
-                ctx.stall_timeout.as_secs(),
-                self.queue.pending()
-            );
-            return Next::Close;
-        }
-        self.queue.offer(frame);
-        // A viewer with output already waiting has WRITABLE interest and drains on that event;
-        // writing to it now would only return WouldBlock.
-        if idle {
-            self.flush(ctx)
-        } else {
-            Next::Continue
-        }
-    }
-
-    /// Sends a keepalive comment to a viewer with nothing else waiting.
-    pub fn keepalive(&mut self, frame: &Rc<Frame>, ctx: &mut Ctx<'_>) -> Next {
-        if self.phase != Phase::Stream || !self.queue.is_empty() {
-            return Next::Continue;
-        }
-        debug_assert_eq!(&*frame.bytes, KEEPALIVE, "keepalive frame expected");
-        self.queue.push_control(Rc::clone(frame));
-        self.flush(ctx)
     }
 
     /// The head timeout expired: a best-effort 408, then the server closes the connection.
@@ -199,9 +215,11 @@ impl Connection {
                 Err(e) => return close_on(&e),
             };
             // The loop ends: the head reader answers Done once it holds more than MAX_HEAD.
-            if let Parsed::Done(result) = self.head.feed(&ctx.scratch[..n]) {
-                let next = self.start_response(result, ctx);
-                if next == Next::Close {
+            if let Parsed::Done { result, body_at } =
+                self.head.feed(&ctx.scratch[..n], ctx.publish_key)
+            {
+                let next = self.start(result, body_at..n, ctx);
+                if next == Next::Close || self.phase == Phase::Publish {
                     return next;
                 }
                 // Edge-triggered: what came right behind the head (a FIN, pipelined bytes)
@@ -214,68 +232,74 @@ impl Connection {
         }
     }
 
-    fn start_response(&mut self, result: Result<Request, Status>, ctx: &mut Ctx<'_>) -> Next {
+    /// Acts on a complete request head; `rest` is where in `ctx.scratch` the bytes after it are.
+    fn start(
+        &mut self,
+        result: Result<Request, Status>,
+        rest: std::ops::Range<usize>,
+        ctx: &mut Ctx<'_>,
+    ) -> Next {
         let r = ctx.responses;
         let response = match result {
             Err(status) => {
                 log::debug!("request refused with {}", status.code());
-                r.error(status, false)
+                Rc::clone(r.error(status, false))
             }
-            Ok(Request { head_only, .. }) if self.reject => r.error(Status::Unavailable, head_only),
+            Ok(Request { head_only, .. }) if self.reject => {
+                Rc::clone(r.error(Status::Unavailable, head_only))
+            }
             Ok(Request {
-                route: Route::Refused(status),
+                route: Route::Refused(status, why),
                 head_only,
             }) => {
-                log::debug!("request refused with {}", status.code());
-                r.error(status, head_only)
+                log::debug!("request refused with {}: {why}", status.code());
+                r.refusal(status, why, head_only)
             }
             Ok(Request {
                 route: Route::Asset(i),
                 head_only,
             }) => match r.asset(i, head_only) {
-                Some(f) => f,
-                None => r.error(Status::NotFound, head_only),
+                Some(f) => Rc::clone(f),
+                None => Rc::clone(r.error(Status::NotFound, head_only)),
             },
+            Ok(Request {
+                route: Route::Page(_),
+                head_only,
+            }) => Rc::clone(r.asset(0, head_only).unwrap_or(r.error(Status::NotFound, head_only))),
             Ok(Request {
                 route: Route::NoContent,
                 ..
-            }) => r.no_content(),
+            }) => Rc::clone(r.no_content()),
             Ok(Request {
-                route: Route::Events { .. },
-                head_only: true,
-            }) => &r.stream_head,
+                route: Route::Health,
+                head_only,
+            }) => crate::http::responses::response(
+                200,
+                "OK",
+                "text/plain; charset=utf-8",
+                "",
+                b"ok\n",
+                head_only,
+            ),
             Ok(Request {
-                route: Route::Events { last_event_id },
-                head_only: false,
-            }) => {
-                self.queue.reserve(VIEWER_QUEUE_SLOTS);
-                self.queue.push_control(Rc::clone(&r.stream_head));
-                self.queue.push_control(Rc::clone(ctx.playout.init_frame()));
-                let (resumed, frames) = ctx.playout.start_frames(last_event_id);
-                let mut started = false;
-                for f in frames {
-                    self.queue.offer(f);
-                    started = true;
-                }
-                if !started && !resumed {
-                    self.queue.wait_for_keyframe();
-                }
-                if last_event_id.is_some() {
-                    log::debug!(
-                        "viewer reconnected: {}",
-                        if resumed {
-                            "resumed"
-                        } else {
-                            "too old, starts live"
-                        }
-                    );
-                }
-                self.phase = Phase::Stream;
-                self.last_progress = ctx.now;
-                return self.flush(ctx);
-            }
+                route: Route::Streams,
+                head_only,
+            }) => view::streams_json(ctx, head_only),
+            Ok(Request {
+                route: Route::Events { stream, last_event_id },
+                head_only,
+            }) => return self.start_view(stream, last_event_id, head_only, ctx),
+            Ok(Request {
+                route: Route::Publish(p),
+                ..
+            }) => return self.start_publish(p, rest, ctx),
         };
-        self.queue.push_control(Rc::clone(response));
+        self.respond(response, ctx)
+    }
+
+    /// Sends a fixed response; the connection closes after it.
+    fn respond(&mut self, response: Rc<Frame>, ctx: &mut Ctx<'_>) -> Next {
+        self.queue.push_control(response);
         self.phase = Phase::Respond;
         self.flush(ctx)
     }
@@ -303,6 +327,9 @@ impl Connection {
                 Err(e) => return close_on(&e),
             }
         }
+        if self.draining_body {
+            return Next::Again;
+        }
         log::debug!("closing a connection that keeps sending after its request");
         Next::Close
     }
@@ -322,10 +349,10 @@ impl Connection {
                     let _ = self.socket.shutdown(Shutdown::Write);
                     self.phase = Phase::Linger;
                 }
-                self.set_write_interest(false, ctx.registry)
+                self.set_write_interest(false, ctx.poll)
             }
-            Ok(Drain::Blocked) => self.set_write_interest(true, ctx.registry),
-            Ok(Drain::Yielded) => match self.set_write_interest(true, ctx.registry) {
+            Ok(Drain::Blocked) => self.set_write_interest(true, ctx.poll),
+            Ok(Drain::Yielded) => match self.set_write_interest(true, ctx.poll) {
                 Next::Close => Next::Close,
                 _ => Next::Again,
             },
@@ -333,7 +360,7 @@ impl Connection {
         }
     }
 
-    fn set_write_interest(&mut self, want: bool, registry: &Registry) -> Next {
+    fn set_write_interest(&mut self, want: bool, registry: &PollRegistry) -> Next {
         if want == self.writable_interest {
             return Next::Continue;
         }

@@ -1,0 +1,172 @@
+//! The viewer side of a connection: joining a stream (response head, then `init` and the backlog
+//! from the right point, or `offline`), taking live frames under the queue's backpressure
+//! policy, keepalives, and the status JSON of `/api/streams`.
+
+use super::{Connection, Ctx, Next, Phase, ViewerSlot};
+use crate::http::responses::response;
+use crate::sse::{json_escape, EventId, Frame, KEEPALIVE};
+use crate::stream::{StreamName, Welcome};
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+/// Ring slots reserved for a viewer up front, so the steady state never grows the queue.
+const VIEWER_QUEUE_SLOTS: usize = 8;
+
+impl Connection {
+    /// Starts streaming `stream` (the default stream for `None`) to this viewer.
+    pub(super) fn start_view(
+        &mut self,
+        stream: Option<StreamName>,
+        last_event_id: Option<EventId>,
+        head_only: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Next {
+        if head_only {
+            let head = Rc::clone(&ctx.responses.stream_head_only);
+            return self.respond(head, ctx);
+        }
+        let key = match stream {
+            Some(name) => Some(ctx.streams.get_or_create(name, ctx.now)),
+            None => ctx.streams.default_key(),
+        };
+        let Some(s) = key.and_then(|k| ctx.streams.get_mut(k).map(|s| (k, s))) else {
+            let r = ctx.responses.refusal(crate::http::Status::NotFound, "no such stream", false);
+            return self.respond(r, ctx);
+        };
+        let (stream_key, s) = s;
+        let slot = s.viewers.insert(self.token.0);
+        self.viewer = Some(ViewerSlot {
+            stream: stream_key,
+            slot,
+        });
+        self.queue.reserve(VIEWER_QUEUE_SLOTS);
+        self.queue.push_control(Rc::clone(&ctx.responses.stream_head));
+        match s.welcome(last_event_id) {
+            Welcome::Live {
+                init,
+                resumed,
+                frames,
+            } => {
+                self.queue.push_control(Rc::clone(init));
+                let mut started = false;
+                for f in frames {
+                    self.queue.offer(f);
+                    started = true;
+                }
+                if !started && !resumed {
+                    self.queue.wait_for_keyframe();
+                }
+                if last_event_id.is_some() {
+                    log::debug!(
+                        "viewer of {} reconnected: {}",
+                        s.name,
+                        if resumed {
+                            "resumed"
+                        } else {
+                            "too old, starts live"
+                        }
+                    );
+                }
+            }
+            Welcome::Offline(offline) => self.queue.push_control(Rc::clone(offline)),
+        }
+        self.phase = Phase::Stream;
+        self.last_progress = ctx.now;
+        self.flush(ctx)
+    }
+
+    /// Offers a new live fragment to a viewer.
+    pub fn deliver(&mut self, frame: &Rc<Frame>, ctx: &mut Ctx<'_>) -> Next {
+        if self.phase != Phase::Stream {
+            return Next::Continue;
+        }
+        let idle = self.queue.is_empty();
+        if !idle && ctx.now.saturating_duration_since(self.last_progress) > ctx.stall_timeout {
+            log::info!(
+                "disconnecting a viewer stuck for {}s with {} bytes unsent",
+                ctx.stall_timeout.as_secs(),
+                self.queue.pending()
+            );
+            return Next::Close;
+        }
+        self.queue.offer(frame);
+        // A viewer with output already waiting has WRITABLE interest and drains on that event;
+        // writing to it now would only return WouldBlock.
+        if idle {
+            self.flush(ctx)
+        } else {
+            Next::Continue
+        }
+    }
+
+    /// Sends a frame every viewer must get whatever its queue holds (`init`, `offline`); after
+    /// an `init` the viewer takes nothing until a keyframe, so a new session never starts
+    /// mid-GOP.
+    pub fn send_control(&mut self, frame: &Rc<Frame>, new_session: bool, ctx: &mut Ctx<'_>) -> Next {
+        if self.phase != Phase::Stream {
+            return Next::Continue;
+        }
+        let idle = self.queue.is_empty();
+        self.queue.push_control(Rc::clone(frame));
+        if new_session {
+            self.queue.wait_for_keyframe();
+        }
+        if idle {
+            self.flush(ctx)
+        } else {
+            Next::Continue
+        }
+    }
+
+    /// Sends a keepalive comment to a viewer with nothing else waiting.
+    pub fn keepalive(&mut self, frame: &Rc<Frame>, ctx: &mut Ctx<'_>) -> Next {
+        if self.phase != Phase::Stream || !self.queue.is_empty() {
+            return Next::Continue;
+        }
+        debug_assert_eq!(&*frame.bytes, KEEPALIVE, "keepalive frame expected");
+        self.queue.push_control(Rc::clone(frame));
+        self.flush(ctx)
+    }
+}
+
+/// `GET /api/streams`: one JSON object per stream.
+pub(super) fn streams_json(ctx: &Ctx<'_>, head_only: bool) -> Rc<Frame> {
+    let default = ctx.streams.default_key();
+    let mut out = String::from("[");
+    for (i, (key, s)) in ctx.streams.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"name\":\"{}\",\"kind\":\"{}\",\"live\":{},\"default\":{},\"viewers\":{},\
+             \"fragments\":{},\"sessions\":{}",
+            s.name,
+            s.kind.map_or("none", |k| k.as_str()),
+            s.is_live(),
+            Some(key) == default,
+            s.viewers.len(),
+            s.fragments,
+            s.sessions
+        );
+        if let Some(info) = s.info() {
+            out.push_str(",\"mime\":\"");
+            json_escape(&info.mime, &mut out);
+            let _ = write!(
+                out,
+                "\",\"width\":{},\"height\":{},\"bitrate\":{}",
+                info.width, info.height, info.bitrate
+            );
+        }
+        out.push('}');
+    }
+    out.push_str("]\n");
+    response(
+        200,
+        "OK",
+        "application/json",
+        "Access-Control-Allow-Origin: *\r\n",
+        out.as_bytes(),
+        head_only,
+    )
+}

@@ -1,0 +1,203 @@
+//! Applying what sources yield to their streams and handing the result to viewers: file
+//! playouts releasing fragments on their clock, live feeds starting sessions, sending fragments
+//! (shifted onto the stream's timeline) and ending, and keepalives. The fan-out walks one
+//! stream's own viewers: a refcount and, for viewers not already behind, one vectored write each.
+
+use super::{Server, ServerError, KEEPALIVE_AFTER};
+use crate::conn::Next;
+use crate::mp4::shift_decode_times;
+use crate::source::{Media, MediaEvent};
+use crate::sse::{Frame, StreamInfo};
+use crate::stream::timeline::Run;
+use std::rc::Rc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Most fragments a file releases in one loop iteration (the playout re-anchors if it falls
+/// further behind, so this only bounds a burst).
+const MAX_RELEASES_PER_TICK: usize = 64;
+
+/// What kind of frame a fan-out carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A fragment, under the queue's backpressure policy.
+    Data,
+    /// `init` of a new session: always delivered; viewers then wait for a keyframe.
+    Init,
+    /// `offline`: always delivered.
+    Control,
+    /// Only to viewers with nothing waiting.
+    Keepalive,
+}
+
+fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Server {
+    pub(super) fn release_fragments(&mut self, now: Instant) -> Result<(), ServerError> {
+        for i in 0..self.files.len() {
+            for n in 0..=MAX_RELEASES_PER_TICK {
+                let file = &mut self.files[i];
+                if now < file.playout.next_due() {
+                    break;
+                }
+                if n == MAX_RELEASES_PER_TICK {
+                    log::warn!("released {n} fragments of a file in one turn; the rest follow");
+                    break;
+                }
+                file.video.check()?;
+                let key = file.stream;
+                let Some(stream) = self.shared.streams.get_mut(key) else {
+                    break;
+                };
+                let Some((bytes, keyframe)) =
+                    file.playout.poll(now, stream.sequence() + 1, file.video.bytes())
+                else {
+                    break;
+                };
+                let frame = stream.go_live(bytes, keyframe, now, wall_ms());
+                self.stats.fragments += 1;
+                self.fan_out(key, &frame, Kind::Data, now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies every event sources queued, and whatever the fan-outs queued in turn.
+    pub(super) fn apply_media(&mut self, now: Instant) {
+        while !self.shared.media.is_empty() {
+            let batch = std::mem::take(&mut self.shared.media);
+            for m in batch {
+                self.apply(m, now);
+            }
+        }
+    }
+
+    fn apply(&mut self, m: Media, now: Instant) {
+        let key = m.stream;
+        let Some(stream) = self.shared.streams.get_mut(key) else {
+            return;
+        };
+        match m.event {
+            MediaEvent::Init(init) => {
+                let (width, height) = init.resolution().unwrap_or((0, 0));
+                let info = StreamInfo {
+                    mime: init.mime(),
+                    width,
+                    height,
+                    bitrate: 0,
+                    duration_secs: 0.0,
+                };
+                log::info!(
+                    "stream {} is live: {} | {width}x{height}{}",
+                    stream.name,
+                    info.mime,
+                    if stream.sessions > 0 {
+                        format!(" (session {}, timeline continues)", stream.sessions + 1)
+                    } else {
+                        String::new()
+                    }
+                );
+                let timescales = init.tracks.iter().map(|t| t.timescale).collect();
+                let frame = stream.start_session(info, &init.bytes, timescales, now);
+                self.shared.streams.went_live(key);
+                self.fan_out(key, &frame, Kind::Init, now);
+            }
+            MediaEvent::Fragment(mut f) => {
+                if !stream.is_live() {
+                    return;
+                }
+                let runs: Vec<Run> = f
+                    .fragment
+                    .runs
+                    .iter()
+                    .map(|r| Run {
+                        track: r.track,
+                        decode_time: r.decode_time,
+                        duration: r.duration,
+                    })
+                    .collect();
+                let shifts = stream.place(&runs);
+                if shifts.iter().any(|&s| s != 0)
+                    && !shift_decode_times(&mut f.bytes, &f.fragment, shifts)
+                {
+                    log::warn!(
+                        "stream {}: a 32-bit (version 0) tfdt wrapped; players will see time jump",
+                        stream.name
+                    );
+                }
+                let frame = stream.go_live(&f.bytes, f.fragment.keyframe, now, wall_ms());
+                self.stats.fragments += 1;
+                self.fan_out(key, &frame, Kind::Data, now);
+            }
+            MediaEvent::End(reason) => self.end_source(key, &reason, now),
+        }
+    }
+
+    /// The stream's source stopped: it goes offline (its viewers are told and stay).
+    pub(super) fn end_source(&mut self, key: usize, reason: &str, now: Instant) {
+        let Some(stream) = self.shared.streams.get_mut(key) else {
+            return;
+        };
+        stream.publisher = None;
+        if stream.is_live() {
+            log::info!("stream {} is offline: {reason}", stream.name);
+            let frame = stream.go_offline(reason, now);
+            self.fan_out(key, &frame, Kind::Control, now);
+        }
+        self.shared.streams.forget_if_unused(key, now);
+    }
+
+    /// Hands a frame to every viewer of one stream.
+    pub(super) fn fan_out(&mut self, key: usize, frame: &Rc<Frame>, kind: Kind, now: Instant) {
+        let Some(stream) = self.shared.streams.get_mut(key) else {
+            return;
+        };
+        stream.last_output = now;
+        // The viewer keys are copied out so the connections can be reached while the registry
+        // is lent to them; the buffer is kept, so the steady state allocates nothing.
+        let mut keys = std::mem::take(&mut self.fanout_keys);
+        keys.clear();
+        keys.extend(stream.viewers.iter().map(|(_, &k)| k));
+        let mut ctx = self.shared.ctx(now);
+        for &k in &keys {
+            let Some(conn) = self.conns.get_mut(k) else {
+                continue;
+            };
+            let next = match kind {
+                Kind::Data => conn.deliver(frame, &mut ctx),
+                Kind::Init => conn.send_control(frame, true, &mut ctx),
+                Kind::Control => conn.send_control(frame, false, &mut ctx),
+                Kind::Keepalive => conn.keepalive(frame, &mut ctx),
+            };
+            match next {
+                Next::Continue | Next::Hold(_) => {}
+                Next::Again => self.again.push((k, conn.id)),
+                Next::Close => self.to_close.push(k),
+            }
+        }
+        self.fanout_keys = keys;
+        let mut to_close = std::mem::take(&mut self.to_close);
+        for k in to_close.drain(..) {
+            self.close(k, now);
+        }
+        self.to_close = to_close;
+    }
+
+    /// Keepalive comments to the viewers of streams that were silent for a while.
+    pub(super) fn keepalives(&mut self, now: Instant) {
+        let due: Vec<usize> = self
+            .shared
+            .streams
+            .iter()
+            .filter(|(_, s)| !s.viewers.is_empty() && now >= s.last_output + KEEPALIVE_AFTER)
+            .map(|(k, _)| k)
+            .collect();
+        let frame = Rc::clone(&self.keepalive);
+        for key in due {
+            self.fan_out(key, &frame, Kind::Keepalive, now);
+        }
+    }
+}
