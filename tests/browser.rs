@@ -343,6 +343,8 @@ return {
   message: message.hidden ? null : message.textContent,
   status: document.getElementById('status').textContent,
   title: document.title, marker: window.testMarker || null,
+  links: [...document.querySelectorAll('#streams a')]
+    .map((a) => [a.getAttribute('href'), a.className]),
 };
 "#;
 
@@ -701,14 +703,10 @@ fn viewer_page_plays_a_live_ffmpeg_feed() {
     eprintln!("live test took {:.1} s", started.elapsed().as_secs_f64());
 }
 
-/// The publisher is killed and comes back at another resolution: the same page (no reload) says
-/// the stream is offline, then plays the new feed at its new size in a new MediaSource.
-#[test]
-fn viewer_page_waits_through_a_publisher_restart_at_another_resolution() {
-    if !have_browser() || !have_ffmpeg() {
-        return;
-    }
-    let started = Instant::now();
+/// Plays a 640×360 feed at `/cam`, kills the publisher and checks that the same page says the
+/// stream is offline, then starts a publisher of `size` and waits until the page presented 2 s of
+/// it. Saves `target/browser-live-<shots>-offline.png` and `-<shots>.png`; returns the last probe.
+fn watch_publisher_restart(size: &str, shots: &str) -> Value {
     let server = TestServer::start(&[]);
     let publisher = Publisher::start(&server, LIVE, "640x360");
     let browser = Browser::start();
@@ -723,7 +721,7 @@ fn viewer_page_waits_through_a_publisher_restart_at_another_resolution() {
     let (ok, p) = wait_live(&browser, 0, Duration::from_secs(15), |p| {
         p["state"] == json!("offline")
     });
-    save_screenshot(&browser, "browser-live-offline.png");
+    save_screenshot(&browser, &format!("browser-live-{shots}-offline.png"));
     eprintln!("page state while offline: {p:#}");
     assert!(ok, "the page did not say the stream went offline: {p:#}");
     assert!(
@@ -738,17 +736,19 @@ fn viewer_page_waits_through_a_publisher_restart_at_another_resolution() {
     );
     let since = p["frames"].as_u64().unwrap_or(0);
 
-    let _publisher = Publisher::start(&server, LIVE, "320x240");
+    let _publisher = Publisher::start(&server, LIVE, size);
     let (ok, p) = wait_live(&browser, since, Duration::from_secs(30), |p| {
-        frames_of_size(p, "320x240") >= 60
+        frames_of_size(p, size) >= 60
     });
-    save_screenshot(&browser, "browser-live-restart.png");
+    save_screenshot(&browser, &format!("browser-live-{shots}.png"));
     eprintln!("page state: {p:#}");
     assert!(
         ok,
         "the page did not present 2 s of the restarted feed: {p:#}"
     );
-    assert_playing_live(&p, 320, 240);
+    let (width, height) = size.split_once('x').expect("a WIDTHxHEIGHT size");
+    let dimension = |d: &str| d.parse::<u64>().expect("a number");
+    assert_playing_live(&p, dimension(width), dimension(height));
     assert_eq!(
         p["marker"],
         json!("still the same page"),
@@ -758,6 +758,18 @@ fn viewer_page_waits_through_a_publisher_restart_at_another_resolution() {
         p["inits"].as_u64() >= Some(2) && p["offlines"].as_u64() >= Some(1),
         "{p:#}"
     );
+    p
+}
+
+/// The publisher is killed and comes back at another resolution: the same page (no reload) says
+/// the stream is offline, then plays the new feed at its new size in a new MediaSource.
+#[test]
+fn viewer_page_waits_through_a_publisher_restart_at_another_resolution() {
+    if !have_browser() || !have_ffmpeg() {
+        return;
+    }
+    let started = Instant::now();
+    let p = watch_publisher_restart("320x240", "restart");
     assert_eq!(
         p["mediaSources"],
         json!(2),
@@ -765,6 +777,27 @@ fn viewer_page_waits_through_a_publisher_restart_at_another_resolution() {
     );
     eprintln!(
         "publisher restart test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The publisher comes back with the same settings, so the same init segment: the page keeps its
+/// MediaSource, and the server carries the timeline on, so the page needs no timeline shift.
+#[test]
+fn viewer_page_keeps_its_media_source_when_the_publisher_comes_back_the_same() {
+    if !have_browser() || !have_ffmpeg() {
+        return;
+    }
+    let started = Instant::now();
+    let p = watch_publisher_restart("640x360", "same");
+    assert_eq!(
+        p["mediaSources"],
+        json!(1),
+        "the same init segment must keep the MediaSource: {p:#}"
+    );
+    assert_eq!(p["shifts"], json!(0), "the timeline went back: {p:#}");
+    eprintln!(
+        "same-publisher restart test took {:.1} s",
         started.elapsed().as_secs_f64()
     );
 }
@@ -809,4 +842,43 @@ fn viewer_page_opened_before_the_publisher_waits_then_plays() {
         "the page reloaded: {p:#}"
     );
     eprintln!("waiting test took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// `/` plays the default stream chosen when it connected (the sample, while nothing is live) and
+/// links to the others. A publisher starting makes its stream the default for new viewers: the
+/// page stays on the sample, keeps calling it so, and links to the new stream, marked live.
+#[test]
+fn root_page_stays_on_its_stream_and_links_to_one_that_goes_live() {
+    if !have_browser() || !have_ffmpeg() {
+        return;
+    }
+    let started = Instant::now();
+    let server = TestServer::start(&[]);
+    let browser = Browser::start();
+    open_viewer(&browser, &server);
+    let (ok, p) = wait_live(&browser, 0, Duration::from_secs(30), |p| {
+        frames_of_size(p, "640x360") >= 30 && p["stream"] == json!("sample")
+    });
+    assert!(ok, "the page at / did not play the sample: {p:#}");
+    assert_eq!(p["links"], json!([]), "there is no other stream yet: {p:#}");
+
+    let _publisher = Publisher::start(&server, LIVE, "640x360");
+    // The page refreshes its links every 10 s.
+    let (ok, p) = wait_live(&browser, 0, Duration::from_secs(20), |p| {
+        p["links"] == json!([[format!("/{LIVE}"), "live"]])
+    });
+    save_screenshot(&browser, "browser-root-links.png");
+    eprintln!("page state: {p:#}");
+    assert!(ok, "no link to the live /{LIVE}: {p:#}");
+    assert_playing_live(&p, 640, 360);
+    assert_eq!(p["stream"], json!("sample"), "{p:#}");
+    assert!(
+        p["title"].as_str().is_some_and(|t| t.contains("sample")),
+        "the title does not name the stream shown: {p:#}"
+    );
+    assert_eq!(p["inits"], json!(1), "the page left the sample: {p:#}");
+    eprintln!(
+        "root page test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

@@ -82,6 +82,10 @@
   let frames = 0; // video frames decoded so far, to notice a frozen picture...
   let framesAt = 0; // ...and the playhead when that count last changed
   let recoveries = []; // when the MediaSource was re-created after recent errors
+  // At `/`: the server picks the default stream when the connection opens and keeps the viewer
+  // on it even when another stream becomes the default later, so its name is learnt from
+  // `/api/streams` once per connection, not on every refresh.
+  let learnDefault = !named;
 
   function record(what) {
     debug.errors.push(what);
@@ -401,7 +405,13 @@
     const url = id ? `${eventsUrl}?last_event_id=${encodeURIComponent(id)}` : eventsUrl;
     const es = new EventSource(url);
     events = es;
-    es.addEventListener('open', () => setState('connected'));
+    es.addEventListener('open', () => {
+      setState('connected');
+      if (!named) {
+        learnDefault = true;
+        refreshStreams();
+      }
+    });
     es.addEventListener('error', () => {
       if (es !== events || debug.state === 'unsupported' || debug.state === 'error') return;
       setState('reconnecting');
@@ -606,20 +616,21 @@
     return a;
   }
 
-  // At `/`: links to every stream but the default one shown here, live ones marked. A failed
-  // request leaves no links (the page plays on without them).
+  // At `/`: links to every stream but the one shown here, live ones marked. A failed request
+  // leaves no links (the page plays on without them).
   function refreshStreams() {
     fetch('/api/streams', { cache: 'no-store' })
       .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`HTTP ${r.status}`))))
       .then((list) => {
         if (!Array.isArray(list)) throw new Error('not a list');
         const shown = list.find((s) => s && s.default);
-        if (shown && typeof shown.name === 'string' && debug.stream !== shown.name) {
+        if (learnDefault && shown && NAME.test(shown.name)) {
+          learnDefault = false;
           debug.stream = shown.name;
           showTitle();
           if (debug.state === 'offline') showMessage(offlineText());
         }
-        const others = list.filter((s) => s && !s.default && NAME.test(s.name));
+        const others = list.filter((s) => s && NAME.test(s.name) && s.name !== debug.stream);
         nav.replaceChildren(
           ...others.map((s) => {
             const a = link(`/${s.name}`, s.name);
@@ -679,7 +690,6 @@
     nav.replaceChildren(link('/', '← all streams'));
     nav.hidden = false;
   } else {
-    refreshStreams();
     setInterval(refreshStreams, STREAMS_MS);
   }
   connect();
