@@ -266,7 +266,9 @@ where
                         spec.name
                     ));
                 }
-                if spec.source == Source::Stdin && cfg.streams.iter().any(|s| s.source == Source::Stdin) {
+                if spec.source == Source::Stdin
+                    && cfg.streams.iter().any(|s| s.source == Source::Stdin)
+                {
                     return Err("standard input ('-') can feed only one stream".into());
                 }
                 cfg.streams.push(spec);
@@ -379,9 +381,14 @@ mod tests {
         let c = run(&["--publish-key", "s3cret", "a.mp4", "cam=-", "b=dir/x=y.mp4"]).unwrap();
         let names: Vec<&str> = c.streams.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "cam", "b"]);
-        assert!(run(&["dir/x=y.mp4"]).unwrap_err().contains("NAME=dir/x=y.mp4"));
+        assert!(run(&["dir/x=y.mp4"])
+            .unwrap_err()
+            .contains("NAME=dir/x=y.mp4"));
         assert_eq!(c.streams[1].source, Source::Stdin);
-        assert_eq!(c.streams[2].source, Source::File(PathBuf::from("dir/x=y.mp4")));
+        assert_eq!(
+            c.streams[2].source,
+            Source::File(PathBuf::from("dir/x=y.mp4"))
+        );
         assert_eq!(c.publish_key.as_deref(), Some("s3cret"));
         assert_eq!(run(&["-"]).unwrap().streams[0].name.as_str(), "live");
     }
@@ -409,7 +416,9 @@ mod tests {
             .unwrap_err()
             .contains("two streams are named 'a'"));
         assert!(run(&["-", "b=-"]).unwrap_err().contains("only one stream"));
-        assert!(run(&["my movie.mp4"]).unwrap_err().contains("NAME=my movie.mp4"));
+        assert!(run(&["my movie.mp4"])
+            .unwrap_err()
+            .contains("NAME=my movie.mp4"));
         assert!(run(&["events.mp4"]).unwrap_err().contains("reserved"));
         assert!(run(&["cam="]).unwrap_err().contains("no source"));
         assert!(run(&["--publish-key", ""]).is_err());

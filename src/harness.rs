@@ -72,8 +72,7 @@ impl FanoutHarness {
             reader.write_all(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")?;
             reader.set_nonblocking(true)?;
             let peer = std::net::Ipv4Addr::LOCALHOST.into();
-            let mut conn =
-                Connection::new(i as u64, token, socket, peer, client_queue, false, now);
+            let mut conn = Connection::new(i as u64, token, socket, peer, client_queue, false, now);
             let mut ctx = h.shared.ctx(now);
             // The request is already in the socket's receive queue on loopback, but give it a
             // few tries rather than assume.
@@ -104,7 +103,9 @@ impl FanoutHarness {
             let Some(stream) = self.shared.streams.get_mut(self.stream) else {
                 continue;
             };
-            if let Some((bytes, keyframe)) = self.playout.poll(self.now, stream.sequence() + 1, SAMPLE) {
+            if let Some((bytes, keyframe)) =
+                self.playout.poll(self.now, stream.sequence() + 1, SAMPLE)
+            {
                 return stream.go_live(bytes, keyframe, self.now, 0);
             }
         }

@@ -81,7 +81,10 @@ fn run(cfg: &Config, max_clients: usize) -> Result<(), ServerError> {
     }
     for (_, s) in server.streams().iter() {
         if s.kind == Some(ssecast::stream::SourceKind::Stdin) {
-            log::info!("stream {}: standard input (fragmented MP4), live when it starts", s.name);
+            log::info!(
+                "stream {}: standard input (fragmented MP4), live when it starts",
+                s.name
+            );
         }
     }
     log::info!(

@@ -265,7 +265,10 @@ impl Connection {
             Ok(Request {
                 route: Route::Page(_),
                 head_only,
-            }) => Rc::clone(r.asset(0, head_only).unwrap_or(r.error(Status::NotFound, head_only))),
+            }) => Rc::clone(
+                r.asset(0, head_only)
+                    .unwrap_or(r.error(Status::NotFound, head_only)),
+            ),
             Ok(Request {
                 route: Route::NoContent,
                 ..
@@ -286,7 +289,11 @@ impl Connection {
                 head_only,
             }) => view::streams_json(ctx, head_only),
             Ok(Request {
-                route: Route::Events { stream, last_event_id },
+                route:
+                    Route::Events {
+                        stream,
+                        last_event_id,
+                    },
                 head_only,
             }) => return self.start_view(stream, last_event_id, head_only, ctx),
             Ok(Request {

@@ -37,7 +37,11 @@ impl Connection {
     ) -> Next {
         let name = p.stream;
         if let Err((status, why)) = self.admit(&p, ctx) {
-            log::warn!("publisher for {name} from {} refused with {}: {why}", self.peer, status.code());
+            log::warn!(
+                "publisher for {name} from {} refused with {}: {why}",
+                self.peer,
+                status.code()
+            );
             self.draining_body = true;
             let r = ctx.responses.refusal(status, &why, false);
             return self.respond(r, ctx);
@@ -60,7 +64,8 @@ impl Connection {
         self.publisher = Some(Box::new(LiveInput::new(key, ctx.now)));
         self.phase = Phase::Publish;
         if p.expect_continue {
-            self.queue.push_control(Rc::clone(&ctx.responses.continue_100));
+            self.queue
+                .push_control(Rc::clone(&ctx.responses.continue_100));
             if self.flush(ctx) == Next::Close {
                 return Next::Close;
             }
@@ -173,7 +178,12 @@ impl Connection {
     }
 
     /// Takes body bytes already in memory (with any chunk framing in them).
-    fn take_body(&mut self, mut bytes: &[u8], now: std::time::Instant, media: &mut Vec<Media>) -> Option<Ended> {
+    fn take_body(
+        &mut self,
+        mut bytes: &[u8],
+        now: std::time::Instant,
+        media: &mut Vec<Media>,
+    ) -> Option<Ended> {
         let input = self.publisher.as_mut()?;
         while !bytes.is_empty() {
             let data = match &mut self.body {
@@ -187,7 +197,9 @@ impl Connection {
                     Err(e) => return Some(Ended::Framing(e.to_string())),
                 },
                 BodyState::Length(left) => {
-                    let n = usize::try_from(*left).unwrap_or(usize::MAX).min(bytes.len());
+                    let n = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len());
                     *left -= n as u64;
                     let data = &bytes[..n];
                     bytes = if *left == 0 { &[] } else { &bytes[n..] };
@@ -216,10 +228,7 @@ impl Connection {
             .streams
             .get(input.stream)
             .map_or_else(String::new, |s| s.name.to_string());
-        let summary = format!(
-            "{} bytes, {} fragments",
-            input.bytes_in, input.fragments
-        );
+        let summary = format!("{} bytes, {} fragments", input.bytes_in, input.fragments);
         if matches!(ended, Ended::Eof) {
             self.peer_closed = true;
         }
@@ -241,7 +250,11 @@ impl Connection {
                     "the publisher disconnected in the middle of the body".to_string()
                 };
                 log::info!("publisher for {name}: {why} ({summary})");
-                ("publisher disconnected".to_string(), Some(Status::BadRequest), why)
+                (
+                    "publisher disconnected".to_string(),
+                    Some(Status::BadRequest),
+                    why,
+                )
             }
             Ended::Gone(e) => {
                 log::info!("publisher for {name} went away: {e} ({summary})");
@@ -253,7 +266,11 @@ impl Connection {
             }
             Ended::Framing(e) => {
                 log::warn!("publisher for {name}: {e}; closing ({summary})");
-                ("the publisher sent a broken body".to_string(), Some(Status::BadRequest), e)
+                (
+                    "the publisher sent a broken body".to_string(),
+                    Some(Status::BadRequest),
+                    e,
+                )
             }
             Ended::Bad(e) => {
                 log::warn!("publisher for {name}: {e}; closing ({summary})");
@@ -296,7 +313,9 @@ impl Connection {
         log::warn!(
             "publisher from {} sent nothing for {:.0} s; closing",
             self.peer,
-            ctx.now.saturating_duration_since(input.last_input).as_secs_f64()
+            ctx.now
+                .saturating_duration_since(input.last_input)
+                .as_secs_f64()
         );
         ctx.media.push(Media {
             stream: input.stream,

@@ -30,7 +30,9 @@ impl Connection {
             None => ctx.streams.default_key(),
         };
         let Some(s) = key.and_then(|k| ctx.streams.get_mut(k).map(|s| (k, s))) else {
-            let r = ctx.responses.refusal(crate::http::Status::NotFound, "no such stream", false);
+            let r = ctx
+                .responses
+                .refusal(crate::http::Status::NotFound, "no such stream", false);
             return self.respond(r, ctx);
         };
         let (stream_key, s) = s;
@@ -40,7 +42,8 @@ impl Connection {
             slot,
         });
         self.queue.reserve(VIEWER_QUEUE_SLOTS);
-        self.queue.push_control(Rc::clone(&ctx.responses.stream_head));
+        self.queue
+            .push_control(Rc::clone(&ctx.responses.stream_head));
         match s.welcome(last_event_id) {
             Welcome::Live {
                 init,
@@ -102,7 +105,12 @@ impl Connection {
     /// Sends a frame every viewer must get whatever its queue holds (`init`, `offline`); after
     /// an `init` the viewer takes nothing until a keyframe, so a new session never starts
     /// mid-GOP.
-    pub fn send_control(&mut self, frame: &Rc<Frame>, new_session: bool, ctx: &mut Ctx<'_>) -> Next {
+    pub fn send_control(
+        &mut self,
+        frame: &Rc<Frame>,
+        new_session: bool,
+        ctx: &mut Ctx<'_>,
+    ) -> Next {
         if self.phase != Phase::Stream {
             return Next::Continue;
         }

@@ -115,7 +115,10 @@ mod tests {
         let basic = format!("Basic {}", STANDARD.encode("ffmpeg:s3cret key/+"));
         assert_eq!(check(key, None, None), Auth::Missing);
         assert_eq!(check(key, Some(b"Bearer s3cret key/+"), None), Auth::Valid);
-        assert_eq!(check(key, Some(b"bearer   s3cret key/+ "), None), Auth::Valid);
+        assert_eq!(
+            check(key, Some(b"bearer   s3cret key/+ "), None),
+            Auth::Valid
+        );
         assert_eq!(check(key, Some(basic.as_bytes()), None), Auth::Valid);
         assert_eq!(check(key, None, Some("s3cret%20key%2F%2B")), Auth::Valid);
         assert_eq!(check(key, None, Some("s3cret+key%2f%2b")), Auth::Valid);

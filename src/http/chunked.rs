@@ -28,16 +28,28 @@ impl std::error::Error for ChunkedError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     /// Reading the hex size; `digits` so far.
-    Size { value: u64, digits: u8 },
+    Size {
+        value: u64,
+        digits: u8,
+    },
     /// Past the size: extensions up to the line end (`cr`: a CR was just seen).
-    SizeRest { value: u64, cr: bool },
-    Data { left: u64 },
+    SizeRest {
+        value: u64,
+        cr: bool,
+    },
+    Data {
+        left: u64,
+    },
     /// Expecting the CRLF after a chunk's data.
     DataCr,
     DataLf,
     /// After the last chunk: trailer lines until an empty one. `line` counts bytes of the
     /// current line, `total` every trailer byte.
-    Trailer { line: usize, total: usize, cr: bool },
+    Trailer {
+        line: usize,
+        total: usize,
+        cr: bool,
+    },
     Done,
 }
 
@@ -137,7 +149,9 @@ impl ChunkedDecoder {
                     }
                     match (b, cr) {
                         (b'\n', _) => self.start_chunk(value),
-                        (_, true) => return Err(ChunkedError("CR without LF in a chunk size line")),
+                        (_, true) => {
+                            return Err(ChunkedError("CR without LF in a chunk size line"))
+                        }
                         (b'\r', false) => State::SizeRest { value, cr: true },
                         _ => State::SizeRest { value, cr: false },
                     }
@@ -270,7 +284,11 @@ mod tests {
         let body: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
         let wire = encode(&body, 777);
         for split in [1, 2, 3, 5, 64, 1000, wire.len()] {
-            assert_eq!(decode(&wire, split).unwrap(), (body.clone(), true), "split {split}");
+            assert_eq!(
+                decode(&wire, split).unwrap(),
+                (body.clone(), true),
+                "split {split}"
+            );
         }
     }
 
@@ -292,7 +310,11 @@ mod tests {
             b"5\rX",
             b"\r\n",
         ] {
-            assert!(decode(bad, 1).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                decode(bad, 1).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
             assert!(decode(bad, 100).is_err());
         }
         let long = format!("5;{}\r\n", "x".repeat(2000));

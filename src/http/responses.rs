@@ -77,7 +77,9 @@ impl Status {
         match self {
             Status::MethodNotAllowed => "Allow: GET, HEAD\r\n",
             Status::PublishMethodNotAllowed => "Allow: POST, PUT\r\n",
-            Status::Unauthorized => "WWW-Authenticate: Basic realm=\"ssecast\", charset=\"UTF-8\"\r\n",
+            Status::Unauthorized => {
+                "WWW-Authenticate: Basic realm=\"ssecast\", charset=\"UTF-8\"\r\n"
+            }
             Status::Unavailable => "Retry-After: 5\r\n",
             _ => "",
         }

@@ -38,8 +38,14 @@ fn publish(s: &str) -> Publish {
 
 #[test]
 fn routes_pages_events_and_head() {
-    assert_eq!(ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n").route, Route::Page(None));
-    assert_eq!(ok("GET /index.html HTTP/1.0\r\n\r\n").route, Route::Page(None));
+    assert_eq!(
+        ok("GET / HTTP/1.1\r\nHost: x\r\n\r\n").route,
+        Route::Page(None)
+    );
+    assert_eq!(
+        ok("GET /index.html HTTP/1.0\r\n\r\n").route,
+        Route::Page(None)
+    );
     assert_eq!(
         ok("GET /cam_1 HTTP/1.1\r\nHost: x\r\n\r\n").route,
         Route::Page(Some(name("cam_1")))
@@ -68,8 +74,14 @@ fn routes_pages_events_and_head() {
         ok("GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n").route,
         Route::NoContent
     );
-    assert_eq!(ok("GET /api/streams HTTP/1.1\r\nHost: x\r\n\r\n").route, Route::Streams);
-    assert_eq!(ok("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").route, Route::Health);
+    assert_eq!(
+        ok("GET /api/streams HTTP/1.1\r\nHost: x\r\n\r\n").route,
+        Route::Streams
+    );
+    assert_eq!(
+        ok("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").route,
+        Route::Health
+    );
 }
 
 #[test]
@@ -82,10 +94,15 @@ fn invalid_and_reserved_names_are_refused_with_a_reason() {
         ("/a.b", Status::NotFound),
     ] {
         let r = ok(&format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
-        assert!(matches!(r.route, Route::Refused(s, _) if s == status), "{path}: {r:?}");
+        assert!(
+            matches!(r.route, Route::Refused(s, _) if s == status),
+            "{path}: {r:?}"
+        );
     }
     let long = format!("GET /events/{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(65));
-    assert!(matches!(ok(&long).route, Route::Refused(Status::BadRequest, why) if why.contains("64")));
+    assert!(
+        matches!(ok(&long).route, Route::Refused(Status::BadRequest, why) if why.contains("64"))
+    );
 }
 
 #[test]
@@ -115,7 +132,10 @@ fn partial_until_the_blank_line() {
 
 #[test]
 fn errors_get_the_right_status() {
-    assert_eq!(err("GET /no.pe HTTP/1.1\r\nHost: x\r\n\r\n"), Status::NotFound);
+    assert_eq!(
+        err("GET /no.pe HTTP/1.1\r\nHost: x\r\n\r\n"),
+        Status::NotFound
+    );
     assert_eq!(
         err("POST /events HTTP/1.1\r\nHost: x\r\n\r\n"),
         Status::MethodNotAllowed
@@ -195,11 +215,17 @@ fn publish_requests_and_their_bodies() {
         Status::PublishMethodNotAllowed
     );
     // Without a configured key, credentials are not looked at.
-    let (r, _) = parse_request(
-        b"POST /publish/cam?key=x HTTP/1.1\r\nHost: x\r\n\r\n",
-        None,
-    );
-    assert!(matches!(r, Some(Ok(Request { route: Route::Publish(Publish { auth: Auth::Missing, .. }), .. }))));
+    let (r, _) = parse_request(b"POST /publish/cam?key=x HTTP/1.1\r\nHost: x\r\n\r\n", None);
+    assert!(matches!(
+        r,
+        Some(Ok(Request {
+            route: Route::Publish(Publish {
+                auth: Auth::Missing,
+                ..
+            }),
+            ..
+        }))
+    ));
 }
 
 #[test]
@@ -216,7 +242,11 @@ fn head_reader_gives_the_same_answer_for_every_split() {
         assert_eq!(r.feed(&req[..cut], None), Parsed::Partial, "cut at {cut}");
         assert_eq!(r.buffered(), cut);
         let piece = &req[cut..];
-        let Parsed::Done { result: again, body_at } = r.feed(piece, None) else {
+        let Parsed::Done {
+            result: again,
+            body_at,
+        } = r.feed(piece, None)
+        else {
             panic!("cut at {cut}")
         };
         assert_eq!(again, result, "cut at {cut}");
@@ -234,7 +264,13 @@ fn head_reader_gives_the_same_answer_for_every_split() {
         }
         assert!(r.buffered() <= MAX_HEAD + 4);
     };
-    assert!(matches!(verdict, Parsed::Done { result: Err(Status::HeadTooLarge), .. }));
+    assert!(matches!(
+        verdict,
+        Parsed::Done {
+            result: Err(Status::HeadTooLarge),
+            ..
+        }
+    ));
     assert!(fed <= MAX_HEAD);
     assert_eq!(r.buffered(), 0);
 }
@@ -287,7 +323,12 @@ fn responses_are_complete_http() {
     let text = String::from_utf8(r.error(Status::MethodNotAllowed, false).bytes.to_vec()).unwrap();
     assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
     assert!(text.contains("Allow: GET, HEAD\r\n"));
-    let text = String::from_utf8(r.error(Status::PublishMethodNotAllowed, false).bytes.to_vec()).unwrap();
+    let text = String::from_utf8(
+        r.error(Status::PublishMethodNotAllowed, false)
+            .bytes
+            .to_vec(),
+    )
+    .unwrap();
     assert!(text.contains("Allow: POST, PUT\r\n"));
     let text = String::from_utf8(r.error(Status::Unauthorized, false).bytes.to_vec()).unwrap();
     assert!(text.contains("WWW-Authenticate: Basic realm=\"ssecast\""));

@@ -244,7 +244,8 @@ mod tests {
             [160 + 5, u64::from(u32::MAX)]
         );
         assert!(!shift_decode_times(&mut bytes, &f, &[u64::MAX, 1 << 32]));
-        // The 64-bit one saturates; the 32-bit one wraps.
-        assert_eq!(fragment_times(&bytes).unwrap().1, [u64::MAX, 240]);
+        // Shifts are added modulo 2^64 (u64::MAX moves the 64-bit one back by 1); the 32-bit
+        // one wraps.
+        assert_eq!(fragment_times(&bytes).unwrap().1, [159, 240]);
     }
 }

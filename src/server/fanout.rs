@@ -53,7 +53,8 @@ impl Server {
                     break;
                 };
                 let Some((bytes, keyframe)) =
-                    file.playout.poll(now, stream.sequence() + 1, file.video.bytes())
+                    file.playout
+                        .poll(now, stream.sequence() + 1, file.video.bytes())
                 else {
                     break;
                 };

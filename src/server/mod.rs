@@ -165,7 +165,15 @@ impl Server {
             match &spec.source {
                 Source::File(path) => {
                     let (video, movie) = Video::open(path)?;
-                    files.push(add_file(&mut streams, spec.name, video, movie, cfg.speed, false, now));
+                    files.push(add_file(
+                        &mut streams,
+                        spec.name,
+                        video,
+                        movie,
+                        cfg.speed,
+                        false,
+                        now,
+                    ));
                 }
                 Source::Stdin => {
                     let key = streams
@@ -186,8 +194,17 @@ impl Server {
                 path: video.name().to_path_buf(),
                 source,
             })?;
-            let name = StreamName::parse("sample").map_err(|_| ServerError::Io(io::Error::other("sample name")))?;
-            files.push(add_file(&mut streams, name, video, movie, cfg.speed, true, now));
+            let name = StreamName::parse("sample")
+                .map_err(|_| ServerError::Io(io::Error::other("sample name")))?;
+            files.push(add_file(
+                &mut streams,
+                name,
+                video,
+                movie,
+                cfg.speed,
+                true,
+                now,
+            ));
         }
         let mut listener = bind(cfg.listen).map_err(|source| ServerError::Bind {
             addr: cfg.listen,
@@ -313,11 +330,8 @@ impl Server {
             return Duration::ZERO;
         }
         let mut next = self.next_stats.min(self.next_housekeeping);
-        for t in self
-            .files
-            .iter()
-            .map(|f| f.playout.next_due())
-            .chain([
+        for t in self.files.iter().map(|f| f.playout.next_due()).chain(
+            [
                 self.head_timers.front().map(|t| t.0),
                 self.respond_timers.front().map(|t| t.0),
                 self.linger_timers.front().map(|t| t.0),
@@ -326,8 +340,8 @@ impl Server {
                 self.accept_paused_until,
             ]
             .into_iter()
-            .flatten())
-        {
+            .flatten(),
+        ) {
             next = next.min(t);
         }
         // Round up to the next millisecond: epoll sleeps in whole ms, and waking a fraction
@@ -614,7 +628,12 @@ impl Server {
             queued += c.pending();
             skipped += c.total_skipped();
         }
-        let live = self.shared.streams.iter().filter(|(_, s)| s.is_live()).count();
+        let live = self
+            .shared
+            .streams
+            .iter()
+            .filter(|(_, s)| s.is_live())
+            .count();
         log::info!(
             "stats: {} viewers, {} connections, {} streams ({live} live), {} KiB queued, {} fragments live, {} skipped by slow viewers",
             self.viewers,

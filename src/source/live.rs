@@ -90,7 +90,12 @@ impl LiveInput {
     }
 
     /// Takes bytes already in memory.
-    pub fn feed(&mut self, bytes: &[u8], now: Instant, out: &mut Vec<Media>) -> Result<(), PushError> {
+    pub fn feed(
+        &mut self,
+        bytes: &[u8],
+        now: Instant,
+        out: &mut Vec<Media>,
+    ) -> Result<(), PushError> {
         self.took(bytes.len(), now);
         let mut events = Vec::new();
         let r = self.parser.feed(bytes, |e| events.push(e));

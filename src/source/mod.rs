@@ -11,8 +11,8 @@ pub mod playout;
 pub mod push;
 pub mod stdin;
 
-use push::{LiveFragment, PushError};
 use crate::mp4::InitSegment;
+use push::{LiveFragment, PushError};
 
 /// What a live source (a publisher connection, standard input) tells its stream.
 #[derive(Debug)]

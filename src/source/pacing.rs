@@ -71,7 +71,11 @@ mod tests {
         let mut p = Pacer::default();
         for i in 0..100u64 {
             let now = t0 + Duration::from_millis(i * 200 + (i % 3) * 40);
-            assert_eq!(p.on_fragment(now, 5 * S + i * S / 5), Pace::Go, "fragment {i}");
+            assert_eq!(
+                p.on_fragment(now, 5 * S + i * S / 5),
+                Pace::Go,
+                "fragment {i}"
+            );
         }
     }
 
@@ -99,7 +103,10 @@ mod tests {
         for i in 1..=5 {
             assert_eq!(p.on_fragment(later, i * S), Pace::Go);
         }
-        assert_eq!(p.on_fragment(later, 8 * S), Pace::HoldUntil(t0 + Duration::from_secs(6)));
+        assert_eq!(
+            p.on_fragment(later, 8 * S),
+            Pace::HoldUntil(t0 + Duration::from_secs(6))
+        );
     }
 
     #[test]
@@ -110,6 +117,9 @@ mod tests {
         assert_eq!(p.on_fragment(t0, 5000 * S), Pace::Go, "forward jump");
         assert_eq!(p.on_fragment(t0, 10 * S), Pace::Go, "backward jump");
         assert_eq!(p.reanchored, 2);
-        assert_eq!(p.on_fragment(t0, 13 * S), Pace::HoldUntil(t0 + Duration::from_secs(1)));
+        assert_eq!(
+            p.on_fragment(t0, 13 * S),
+            Pace::HoldUntil(t0 + Duration::from_secs(1))
+        );
     }
 }

@@ -274,7 +274,8 @@ impl PushParser {
         if keep {
             // One allocation for the whole box, sized by a length already checked against the
             // caps; the body is then read straight into it.
-            self.buf.reserve((self.box_start + size as usize).saturating_sub(self.buf.len()));
+            self.buf
+                .reserve((self.box_start + size as usize).saturating_sub(self.buf.len()));
         }
         Ok(None)
     }
@@ -363,12 +364,13 @@ impl PushParser {
             }
             b"moov" => {
                 let moov = self.take_box();
-                let init = InitSegment::parse(self.ftyp.as_deref(), &moov).map_err(|e| match e {
-                    Mp4Error::NotFragmented | Mp4Error::NoTracks { .. } => {
-                        PushError::Unsupported(format!("{e} (moov at byte {at} of the feed)"))
-                    }
-                    e => mp4_error(&e, at),
-                })?;
+                let init =
+                    InitSegment::parse(self.ftyp.as_deref(), &moov).map_err(|e| match e {
+                        Mp4Error::NotFragmented | Mp4Error::NoTracks { .. } => {
+                            PushError::Unsupported(format!("{e} (moov at byte {at} of the feed)"))
+                        }
+                        e => mp4_error(&e, at),
+                    })?;
                 self.ftyp = None;
                 self.init = Some(init.clone());
                 Ok(Some(PushEvent::Init(init)))
@@ -383,7 +385,9 @@ impl PushParser {
                 self.box_start = 0;
                 let start = self.offset - bytes.len() as u64;
                 let Some(init) = &self.init else {
-                    return Err(PushError::Malformed("a fragment before the init segment".into()));
+                    return Err(PushError::Malformed(
+                        "a fragment before the init segment".into(),
+                    ));
                 };
                 let fragment = parse_fragment_at(&bytes, moof_at, init)
                     .map_err(|e| mp4_error(&e, start + moof_at as u64))?;
@@ -422,7 +426,8 @@ fn media_ns(f: &Fragment, init: &InitSegment) -> u64 {
         .or_else(|| f.runs.first());
     run.map_or(0, |r| {
         let ts = init.tracks.get(r.track).map_or(1, |t| t.timescale.max(1));
-        u64::try_from(u128::from(r.decode_time) * 1_000_000_000 / u128::from(ts)).unwrap_or(u64::MAX)
+        u64::try_from(u128::from(r.decode_time) * 1_000_000_000 / u128::from(ts))
+            .unwrap_or(u64::MAX)
     })
 }
 

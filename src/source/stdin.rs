@@ -33,7 +33,12 @@ pub struct StdinSource {
 
 impl StdinSource {
     /// Standard input, set non-blocking and registered with the poll under `token`.
-    pub fn open(stream: usize, registry: &Registry, token: Token, now: Instant) -> io::Result<StdinSource> {
+    pub fn open(
+        stream: usize,
+        registry: &Registry,
+        token: Token,
+        now: Instant,
+    ) -> io::Result<StdinSource> {
         let fd = io::stdin().as_fd().try_clone_to_owned()?;
         let mut pipe = Receiver::from(fd);
         pipe.set_nonblocking(true)?;

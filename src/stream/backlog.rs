@@ -151,6 +151,10 @@ mod tests {
             b.push(t0, data_frame(i, 0, false, b"x"));
         }
         assert_eq!(b.len(), MAX_BACKLOG_FRAMES);
-        assert_eq!(frames(&b, None).1.len(), 0, "nothing to start a viewer with");
+        assert_eq!(
+            frames(&b, None).1.len(),
+            0,
+            "nothing to start a viewer with"
+        );
     }
 }

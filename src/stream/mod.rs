@@ -162,7 +162,13 @@ impl Stream {
 
     /// A fragment goes live: encoded once into its `data` event (next sequence number, id time
     /// `wall_ms`), kept in the backlog, and returned for the fan-out.
-    pub fn go_live(&mut self, fragment: &[u8], keyframe: bool, now: Instant, wall_ms: u64) -> Rc<Frame> {
+    pub fn go_live(
+        &mut self,
+        fragment: &[u8],
+        keyframe: bool,
+        now: Instant,
+        wall_ms: u64,
+    ) -> Rc<Frame> {
         self.sequence += 1;
         self.fragments += 1;
         let frame = data_frame(self.sequence, wall_ms, keyframe, fragment);

@@ -88,7 +88,10 @@ mod tests {
     #[test]
     fn valid_and_invalid_names() {
         assert_eq!(StreamName::parse("cam-1_B").unwrap().as_str(), "cam-1_B");
-        assert_eq!(StreamName::parse(&"a".repeat(64)).unwrap().as_str().len(), 64);
+        assert_eq!(
+            StreamName::parse(&"a".repeat(64)).unwrap().as_str().len(),
+            64
+        );
         assert_eq!(StreamName::parse(""), Err(NameError::Empty));
         assert_eq!(StreamName::parse(&"a".repeat(65)), Err(NameError::TooLong));
         for bad in ["a.b", "a/b", "..", "%65", "a b", "é", "a?"] {
@@ -97,6 +100,9 @@ mod tests {
         for r in RESERVED {
             assert_eq!(StreamName::parse(r), Err(NameError::Reserved));
         }
-        assert!(StreamName::parse("Events").is_ok(), "reserved words are exact");
+        assert!(
+            StreamName::parse("Events").is_ok(),
+            "reserved words are exact"
+        );
     }
 }

@@ -177,8 +177,12 @@ mod tests {
     fn unused_names_are_forgotten_and_configured_ones_are_not() {
         let t0 = Instant::now();
         let mut r = Registry::new(Duration::from_secs(10));
-        let file = r.add_configured(name("film"), SourceKind::File, false, t0).unwrap();
-        assert!(r.add_configured(name("film"), SourceKind::File, false, t0).is_none());
+        let file = r
+            .add_configured(name("film"), SourceKind::File, false, t0)
+            .unwrap();
+        assert!(r
+            .add_configured(name("film"), SourceKind::File, false, t0)
+            .is_none());
         for i in 0..1000 {
             let k = r.get_or_create(name(&format!("a{i}")), t0);
             assert!(r.forget_if_unused(k, t0), "a name nobody uses goes at once");
@@ -199,12 +203,16 @@ mod tests {
     fn default_stream_rules() {
         let t0 = Instant::now();
         let mut r = Registry::new(Duration::from_secs(10));
-        let sample = r.add_configured(name("sample"), SourceKind::File, true, t0).unwrap();
+        let sample = r
+            .add_configured(name("sample"), SourceKind::File, true, t0)
+            .unwrap();
         assert_eq!(r.default_key(), Some(sample));
         let a = r.get_or_create(name("a"), t0);
         let b = r.get_or_create(name("b"), t0);
         for k in [b, a] {
-            r.get_mut(k).unwrap().start_session(info(), b"i", vec![1], t0);
+            r.get_mut(k)
+                .unwrap()
+                .start_session(info(), b"i", vec![1], t0);
             r.went_live(k);
         }
         assert_eq!(r.default_key(), Some(b), "live longest");
@@ -213,8 +221,11 @@ mod tests {
         r.get_mut(a).unwrap().go_offline("gone", t0);
         assert_eq!(r.default_key(), Some(sample));
         let mut r = Registry::new(Duration::from_secs(10));
-        let cam = r.add_configured(name("cam"), SourceKind::Stdin, false, t0).unwrap();
-        r.add_configured(name("film"), SourceKind::File, false, t0).unwrap();
+        let cam = r
+            .add_configured(name("cam"), SourceKind::Stdin, false, t0)
+            .unwrap();
+        r.add_configured(name("film"), SourceKind::File, false, t0)
+            .unwrap();
         assert_eq!(r.default_key(), Some(cam), "the first stream named");
     }
 }

@@ -84,8 +84,17 @@ mod tests {
     #[test]
     fn first_session_is_untouched() {
         let mut t = Timeline::default();
-        assert_eq!(t.place(&[run(0, 5000, 90_000), run(1, 0, 48_000)], &[90_000, 48_000]), [0, 0]);
-        assert_eq!(t.place(&[run(0, 95_000, 90_000)], &[90_000, 48_000]), [0, 0]);
+        assert_eq!(
+            t.place(
+                &[run(0, 5000, 90_000), run(1, 0, 48_000)],
+                &[90_000, 48_000]
+            ),
+            [0, 0]
+        );
+        assert_eq!(
+            t.place(&[run(0, 95_000, 90_000)], &[90_000, 48_000]),
+            [0, 0]
+        );
     }
 
     #[test]
@@ -97,11 +106,21 @@ mod tests {
         // Ends at 2 s. The new session starts its clock at 0 again, with other timescales.
         t.start_session();
         let ts2 = [15_360, 44_100];
-        let s = t.place(&[run(0, 0, 15_360), run(1, 0, 44_100)], &ts2).to_vec();
+        let s = t
+            .place(&[run(0, 0, 15_360), run(1, 0, 44_100)], &ts2)
+            .to_vec();
         assert_eq!(s, vec![2 * 15_360, 2 * 44_100]);
         // A third session whose clock is ahead (starts at 100 s): shifted back to 3 s.
         t.start_session();
-        let s = t.place(&[run(0, 100 * 90_000, 90_000), run(1, 100 * 48_000 + 10, 48_000)], &ts).to_vec();
+        let s = t
+            .place(
+                &[
+                    run(0, 100 * 90_000, 90_000),
+                    run(1, 100 * 48_000 + 10, 48_000),
+                ],
+                &ts,
+            )
+            .to_vec();
         assert_eq!(s[0].wrapping_add(100 * 90_000), 3 * 90_000);
         assert_eq!(s[1].wrapping_add(100 * 48_000), 3 * 48_000);
         // Times within the session keep their spacing.
