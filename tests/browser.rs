@@ -2,10 +2,14 @@
 //! chromedriver (WebDriver is plain HTTP + JSON, spoken here over a `TcpStream`), opens `/`, and
 //! checks that the video plays, has the sample's size, records no media error and plays on
 //! across the sample's loop point, that a B-frame video loops without losing a frame, and that
-//! the page plays on when the server restarts. Saves a screenshot to `target/browser-test.png`.
+//! the page plays on when the server restarts. With ffmpeg publishing a live test source, it
+//! checks that `/cam` plays the feed, says it is waiting before the feed starts and offline when
+//! the publisher goes away, and plays on, without a reload, when the publisher comes back at
+//! another resolution. Saves a screenshot per test to `target/browser-*.png`.
 //!
 //! Skipped (passes with a `skipped:` line) when Chromium or chromedriver is not installed
-//! (Debian: `apt-get install chromium chromium-driver`).
+//! (Debian: `apt-get install chromium chromium-driver`), and the live tests also when ffmpeg is
+//! not (`apt-get install ffmpeg`).
 
 mod util;
 
@@ -21,6 +25,8 @@ use util::TestServer;
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const INSTALL: &str = "Debian: apt-get install chromium chromium-driver";
+/// The live stream the ffmpeg tests publish and watch.
+const LIVE: &str = "cam";
 /// Where a looped video's passes meet on the player's timeline: every `secs`, plus `first_frame`,
 /// when each pass shows its first frame.
 #[derive(Clone, Copy)]
@@ -256,13 +262,15 @@ fn webdriver(
 }
 
 /// Installed in the page once it has loaded: logs every video frame the browser presents (wall
-/// time in ms, media time in s), so the test sees what a viewer would, not just `currentTime`,
-/// which the audio clock keeps moving even when the picture is frozen.
+/// time in ms, media time in s, width, height), so the test sees what a viewer would, not just
+/// `currentTime`, which the audio clock keeps moving even when the picture is frozen. Also leaves
+/// a marker that a reload would lose.
 const FRAME_LOG: &str = r#"
 window.testFrames = [];
+window.testMarker = 'still the same page';
 const v = document.getElementById('video');
 const onFrame = (now, meta) => {
-  window.testFrames.push([now, meta.mediaTime]);
+  window.testFrames.push([now, meta.mediaTime, meta.width, meta.height]);
   if (window.testFrames.length > 5000) window.testFrames.shift();
   v.requestVideoFrameCallback(onFrame);
 };
@@ -309,6 +317,37 @@ return {
 };
 "#;
 
+/// What the page reports while it plays (or waits for) a live stream. `since` is an index into
+/// the frame log (which keeps 5000 frames, more than a test here presents): `sizesSince` counts
+/// the frames presented from there on by size ("640x360": n).
+const LIVE_PROBE: &str = r#"
+const [since] = arguments;
+const v = document.getElementById('video');
+const s = window.ssecast || {};
+const f = window.testFrames || [];
+const message = document.getElementById('message');
+const sizesSince = {};
+for (const [, , w, h] of f.slice(since)) {
+  const size = `${w}x${h}`;
+  sizesSince[size] = (sizesSince[size] || 0) + 1;
+}
+return {
+  width: v.videoWidth, height: v.videoHeight,
+  error: v.error ? `${v.error.code} ${v.error.message}` : null,
+  frames: f.length, sizesSince,
+  lastFrame: f.length ? f[f.length - 1] : null,
+  state: s.state || null, errors: s.errors || null, stream: s.stream || null,
+  inits: s.inits || 0, offlines: s.offlines || 0, mediaSources: s.mediaSources || 0,
+  appended: s.appended || 0, seeks: s.seeks || 0, lastSeek: s.lastSeek || '',
+  shifts: s.shifts || 0, stalls: s.stalls || 0,
+  message: message.hidden ? null : message.textContent,
+  status: document.getElementById('status').textContent,
+  title: document.title, marker: window.testMarker || null,
+  links: [...document.querySelectorAll('#streams a')]
+    .map((a) => [a.getAttribute('href'), a.className]),
+};
+"#;
+
 /// True when Chromium and chromedriver are installed; otherwise says why the test is skipped.
 fn have_browser() -> bool {
     for tool in [CHROMIUM, CHROMEDRIVER] {
@@ -320,10 +359,103 @@ fn have_browser() -> bool {
     true
 }
 
+/// True when ffmpeg is on the PATH; otherwise says why the test is skipped.
+fn have_ffmpeg() -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("ffmpeg").is_file()));
+    if !found {
+        println!("skipped: ffmpeg not found (Debian: apt-get install ffmpeg)");
+    }
+    found
+}
+
 /// Opens the viewer page of `server` and starts logging presented frames.
 fn open_viewer(browser: &Browser, server: &TestServer) {
-    browser.open(&server.url("/"));
+    open_viewer_at(browser, server, "/");
+}
+
+/// Opens the viewer page at `path` of `server` and starts logging presented frames.
+fn open_viewer_at(browser: &Browser, server: &TestServer, path: &str) {
+    browser.open(&server.url(path));
     browser.execute(FRAME_LOG);
+}
+
+/// Saves a screenshot of the page as `target/NAME` and returns its path.
+fn save_screenshot(browser: &Browser, name: &str) -> PathBuf {
+    let shot = browser.screenshot_png();
+    assert!(shot.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("the target directory")
+        .join(name);
+    std::fs::write(&path, &shot).expect("write the screenshot");
+    eprintln!("screenshot: {}", path.display());
+    path
+}
+
+/// An ffmpeg publishing a live test pattern (a moving picture and a 440 Hz tone, 1 s GOPs) to
+/// `POST /publish/NAME`, in real time. Killed on drop, which the server sees as the publisher
+/// disconnecting.
+struct Publisher {
+    ffmpeg: Child,
+}
+
+impl Publisher {
+    /// Starts publishing a `size` ("640x360") picture at 30 fps to stream `name` of `server`.
+    fn start(server: &TestServer, name: &str, size: &str) -> Publisher {
+        // No argument has a space in it, so the command line is written as one string.
+        let url = server.url(&format!("/publish/{name}"));
+        let args = format!(
+            "-hide_banner -loglevel error -nostdin -re \
+             -f lavfi -i testsrc2=size={size}:rate=30 \
+             -f lavfi -i sine=frequency=440:sample_rate=48000 \
+             -c:v libx264 -preset ultrafast -tune zerolatency -g 30 -pix_fmt yuv420p -c:a aac \
+             -f mp4 -movflags frag_keyframe+empty_moov+default_base_moof {url}"
+        );
+        let mut ffmpeg = Command::new("ffmpeg")
+            .args(args.split_whitespace())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn ffmpeg");
+        let stderr = ffmpeg.stderr.take().expect("ffmpeg's stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[ffmpeg] {line}");
+            }
+        });
+        Publisher { ffmpeg }
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        let _ = self.ffmpeg.kill();
+        let _ = self.ffmpeg.wait();
+    }
+}
+
+/// Probes the page (watching a live stream) every 200 ms until `done` says so (true) or
+/// `timeout` passes (false), counting frames from index `since` of the frame log; stops early
+/// when the page recorded a media error or gave up. Returns the last probe.
+fn wait_live(
+    browser: &Browser,
+    since: u64,
+    timeout: Duration,
+    done: impl FnMut(&Value) -> bool,
+) -> (bool, Value) {
+    let body = json!({ "script": LIVE_PROBE, "args": [since] });
+    poll(
+        timeout,
+        || browser.command("POST", "/execute/sync", Some(&body)),
+        done,
+    )
+}
+
+/// How many frames of `size` ("640x360") the page presented since the probe's `since`.
+fn frames_of_size(p: &Value, size: &str) -> u64 {
+    p["sizesSince"][size].as_u64().unwrap_or(0)
 }
 
 /// Probes the page playing a video that loops as `looping` says.
@@ -349,11 +481,21 @@ fn wait_for_loop(
     browser: &Browser,
     looping: Loop,
     timeout: Duration,
+    done: impl FnMut(&Value) -> bool,
+) -> (bool, Value) {
+    poll(timeout, || probe(browser, looping), done)
+}
+
+/// Runs `probe` every 200 ms until `done` accepts its result (true) or `timeout` passes (false);
+/// stops early when the page recorded a media error or gave up. Returns the last probe.
+fn poll(
+    timeout: Duration,
+    mut probe: impl FnMut() -> Value,
     mut done: impl FnMut(&Value) -> bool,
 ) -> (bool, Value) {
     let deadline = Instant::now() + timeout;
     loop {
-        let p = probe(browser, looping);
+        let p = probe();
         let gave_up = p["state"] == json!("unsupported") || p["state"] == json!("error");
         if gave_up || p["error"] != Value::Null || p["errors"] != json!([]) {
             return (false, p);
@@ -394,16 +536,8 @@ fn viewer_page_plays_the_live_stream_across_the_loop_point() {
         shown >= 3.0 && p["crossings"].as_array().is_some_and(|c| !c.is_empty())
     });
 
-    let shot = browser.screenshot_png();
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("the target directory")
-        .join("browser-test.png");
-    std::fs::write(&path, &shot).expect("write the screenshot");
+    save_screenshot(&browser, "browser-test.png");
     eprintln!("page state: {p:#}");
-    eprintln!("screenshot: {}", path.display());
-
-    assert!(shot.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
     assert_no_media_errors(&p);
     assert_eq!(p["state"], json!("connected"), "{p:#}");
     assert_eq!(p["width"], json!(640), "videoWidth: {p:#}");
@@ -521,4 +655,230 @@ fn viewer_page_plays_on_after_the_server_restarts_with_the_same_file() {
         "the page did not notice the timeline went back: {p:#}"
     );
     eprintln!("restart test took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Asserts that the page plays the live stream at `width`×`height` (its newest presented frame
+/// has that size) and shows no message.
+fn assert_playing_live(p: &Value, width: u64, height: u64) {
+    assert_no_media_errors(p);
+    assert_eq!(p["state"], json!("connected"), "{p:#}");
+    assert_eq!(p["message"], Value::Null, "a message is still shown: {p:#}");
+    assert_eq!(
+        (&p["width"], &p["height"]),
+        (&json!(width), &json!(height)),
+        "the video's size: {p:#}"
+    );
+    assert_eq!(
+        (&p["lastFrame"][2], &p["lastFrame"][3]),
+        (&json!(width), &json!(height)),
+        "the newest presented frame's size: {p:#}"
+    );
+}
+
+/// ffmpeg publishes `/publish/cam`; the page at `/cam` plays it.
+#[test]
+fn viewer_page_plays_a_live_ffmpeg_feed() {
+    if !have_browser() || !have_ffmpeg() {
+        return;
+    }
+    let started = Instant::now();
+    let server = TestServer::start(&[]);
+    let _publisher = Publisher::start(&server, LIVE, "640x360");
+    let browser = Browser::start();
+    open_viewer_at(&browser, &server, &format!("/{LIVE}"));
+
+    // Two seconds of presented 30 fps video; ffmpeg needs a GOP (1 s) before the first fragment.
+    let (ok, p) = wait_live(&browser, 0, Duration::from_secs(30), |p| {
+        frames_of_size(p, "640x360") >= 60
+    });
+    save_screenshot(&browser, "browser-live.png");
+    eprintln!("page state: {p:#}");
+    assert!(ok, "the page did not present 2 s of the live feed: {p:#}");
+    assert_playing_live(&p, 640, 360);
+    assert_eq!(p["stream"], json!(LIVE), "{p:#}");
+    assert!(
+        p["title"].as_str().is_some_and(|t| t.contains(LIVE)),
+        "the title does not name the stream: {p:#}"
+    );
+    eprintln!("live test took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Plays a 640×360 feed at `/cam`, kills the publisher and checks that the same page says the
+/// stream is offline, then starts a publisher of `size` and waits until the page presented 2 s of
+/// it. Saves `target/browser-live-<shots>-offline.png` and `-<shots>.png`; returns the last probe.
+fn watch_publisher_restart(size: &str, shots: &str) -> Value {
+    let server = TestServer::start(&[]);
+    let publisher = Publisher::start(&server, LIVE, "640x360");
+    let browser = Browser::start();
+    open_viewer_at(&browser, &server, &format!("/{LIVE}"));
+    let (ok, p) = wait_live(&browser, 0, Duration::from_secs(30), |p| {
+        frames_of_size(p, "640x360") >= 30
+    });
+    assert!(ok, "the page did not play the first feed: {p:#}");
+    assert_playing_live(&p, 640, 360);
+
+    drop(publisher);
+    let (ok, p) = wait_live(&browser, 0, Duration::from_secs(15), |p| {
+        p["state"] == json!("offline")
+    });
+    save_screenshot(&browser, &format!("browser-live-{shots}-offline.png"));
+    eprintln!("page state while offline: {p:#}");
+    assert!(ok, "the page did not say the stream went offline: {p:#}");
+    assert!(
+        p["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("offline") && m.contains(LIVE)),
+        "the message does not say {LIVE} is offline: {p:#}"
+    );
+    assert!(
+        p["status"].as_str().is_some_and(|m| m.contains("offline")),
+        "the status line does not say it is offline: {p:#}"
+    );
+    let since = p["frames"].as_u64().unwrap_or(0);
+
+    let _publisher = Publisher::start(&server, LIVE, size);
+    let (ok, p) = wait_live(&browser, since, Duration::from_secs(30), |p| {
+        frames_of_size(p, size) >= 60
+    });
+    save_screenshot(&browser, &format!("browser-live-{shots}.png"));
+    eprintln!("page state: {p:#}");
+    assert!(
+        ok,
+        "the page did not present 2 s of the restarted feed: {p:#}"
+    );
+    let (width, height) = size.split_once('x').expect("a WIDTHxHEIGHT size");
+    let dimension = |d: &str| d.parse::<u64>().expect("a number");
+    assert_playing_live(&p, dimension(width), dimension(height));
+    assert_eq!(
+        p["marker"],
+        json!("still the same page"),
+        "the page reloaded: {p:#}"
+    );
+    assert!(
+        p["inits"].as_u64() >= Some(2) && p["offlines"].as_u64() >= Some(1),
+        "{p:#}"
+    );
+    p
+}
+
+/// The publisher is killed and comes back at another resolution: the same page (no reload) says
+/// the stream is offline, then plays the new feed at its new size in a new MediaSource.
+#[test]
+fn viewer_page_waits_through_a_publisher_restart_at_another_resolution() {
+    if !have_browser() || !have_ffmpeg() {
+        return;
+    }
+    let started = Instant::now();
+    let p = watch_publisher_restart("320x240", "restart");
+    assert_eq!(
+        p["mediaSources"],
+        json!(2),
+        "another resolution is another init segment, so one new MediaSource: {p:#}"
+    );
+    eprintln!(
+        "publisher restart test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The publisher comes back with the same settings, so the same init segment: the page keeps its
+/// MediaSource, and the server carries the timeline on, so the page needs no timeline shift.
+#[test]
+fn viewer_page_keeps_its_media_source_when_the_publisher_comes_back_the_same() {
+    if !have_browser() || !have_ffmpeg() {
+        return;
+    }
+    let started = Instant::now();
+    let p = watch_publisher_restart("640x360", "same");
+    assert_eq!(
+        p["mediaSources"],
+        json!(1),
+        "the same init segment must keep the MediaSource: {p:#}"
+    );
+    assert_eq!(p["shifts"], json!(0), "the timeline went back: {p:#}");
+    eprintln!(
+        "same-publisher restart test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A page opened before anything is published says it is waiting, then plays when ffmpeg starts.
+#[test]
+fn viewer_page_opened_before_the_publisher_waits_then_plays() {
+    if !have_browser() || !have_ffmpeg() {
+        return;
+    }
+    let started = Instant::now();
+    let server = TestServer::start(&[]);
+    let browser = Browser::start();
+    open_viewer_at(&browser, &server, &format!("/{LIVE}"));
+    let (ok, p) = wait_live(&browser, 0, Duration::from_secs(15), |p| {
+        p["state"] == json!("offline")
+    });
+    save_screenshot(&browser, "browser-live-waiting.png");
+    eprintln!("page state before publishing: {p:#}");
+    assert!(ok, "the page did not say it is waiting: {p:#}");
+    assert!(
+        p["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("waiting") && m.contains(LIVE)),
+        "the message does not say it waits for {LIVE}: {p:#}"
+    );
+    assert_eq!(p["inits"], json!(0), "{p:#}");
+
+    let _publisher = Publisher::start(&server, LIVE, "640x360");
+    let (ok, p) = wait_live(&browser, 0, Duration::from_secs(30), |p| {
+        frames_of_size(p, "640x360") >= 60
+    });
+    eprintln!("page state: {p:#}");
+    assert!(
+        ok,
+        "the page did not start playing when the feed started: {p:#}"
+    );
+    assert_playing_live(&p, 640, 360);
+    assert_eq!(
+        p["marker"],
+        json!("still the same page"),
+        "the page reloaded: {p:#}"
+    );
+    eprintln!("waiting test took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// `/` plays the default stream chosen when it connected (the sample, while nothing is live) and
+/// links to the others. A publisher starting makes its stream the default for new viewers: the
+/// page stays on the sample, keeps calling it so, and links to the new stream, marked live.
+#[test]
+fn root_page_stays_on_its_stream_and_links_to_one_that_goes_live() {
+    if !have_browser() || !have_ffmpeg() {
+        return;
+    }
+    let started = Instant::now();
+    let server = TestServer::start(&[]);
+    let browser = Browser::start();
+    open_viewer(&browser, &server);
+    let (ok, p) = wait_live(&browser, 0, Duration::from_secs(30), |p| {
+        frames_of_size(p, "640x360") >= 30 && p["stream"] == json!("sample")
+    });
+    assert!(ok, "the page at / did not play the sample: {p:#}");
+    assert_eq!(p["links"], json!([]), "there is no other stream yet: {p:#}");
+
+    let _publisher = Publisher::start(&server, LIVE, "640x360");
+    // The page refreshes its links every 10 s.
+    let (ok, p) = wait_live(&browser, 0, Duration::from_secs(20), |p| {
+        p["links"] == json!([[format!("/{LIVE}"), "live"]])
+    });
+    save_screenshot(&browser, "browser-root-links.png");
+    eprintln!("page state: {p:#}");
+    assert!(ok, "no link to the live /{LIVE}: {p:#}");
+    assert_playing_live(&p, 640, 360);
+    assert_eq!(p["stream"], json!("sample"), "{p:#}");
+    assert!(
+        p["title"].as_str().is_some_and(|t| t.contains("sample")),
+        "the title does not name the stream shown: {p:#}"
+    );
+    assert_eq!(p["inits"], json!(1), "the page left the sample: {p:#}");
+    eprintln!(
+        "root page test took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 }

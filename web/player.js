@@ -1,10 +1,15 @@
 // ssecast viewer: plays the server's live Server-Sent Events stream with Media Source Extensions.
 //
+// The page at `/` plays the default stream (`/events`) and links to the others (`/api/streams`);
+// at `/NAME` it plays stream NAME (`/events/NAME`).
+//
 // The stream (see DESIGN.md): `init` {mime, init: base64 ftyp+moov, width, height, bitrate,
 // duration}, then one `data` event per fragment (id "<sequence>.<ms it went live>", base64
 // moof+mdat that starts with a keyframe), and `reset` {skipped} when the server dropped fragments
-// for this viewer. EventSource reconnects by itself and sends Last-Event-ID; the server resumes
-// without a gap when it still has that fragment, and every connection starts with `init`.
+// for this viewer. A stream that is not live sends `offline` {reason} instead of `init`, or after
+// its publisher left: the page says so and waits on the same connection for the next `init`.
+// EventSource reconnects by itself and sends Last-Event-ID; the server resumes without a gap when
+// it still has that fragment, and every connection starts with `init` or `offline`.
 //
 // Fragments are appended in `segments` mode, so each lands where its tfdt says. The player keeps
 // near the live edge, jumps over holes (reset, reconnect gaps), shifts the timeline when a
@@ -24,14 +29,27 @@
   const MAX_PENDING = 30; // fragments waiting for the SourceBuffer before the oldest are dropped
   const RECONNECT_MS = 2000; // after the browser gave up on the stream (e.g. an HTTP error)
   const TICK_MS = 250;
+  const STREAMS_MS = 10000; // how often `/` refreshes its links to the other streams
+  const NAME = /^[A-Za-z0-9_-]{1,64}$/;
 
   const video = document.getElementById('video');
   const statusLine = document.getElementById('status');
   const message = document.getElementById('message');
   const sound = document.getElementById('sound');
+  const nav = document.getElementById('streams');
+
+  // `/` (or `/index.html`) is the default stream, `/NAME` stream NAME. The server only serves the
+  // page at such paths, so anything else is treated as the default.
+  const path = location.pathname.slice(1);
+  const named = NAME.test(path) ? path : null;
+  const eventsUrl = named ? `/events/${named}` : '/events';
 
   const debug = {
-    state: 'connecting', // connecting | connected | reconnecting | error | unsupported
+    state: 'connecting', // connecting | connected | offline | reconnecting | error | unsupported
+    stream: named, // the stream's name (at `/`, the default's once `/api/streams` said it)
+    inits: 0, // `init` events received
+    offlines: 0, // `offline` events received
+    offlineReason: '', // what the newest `offline` said
     errors: [], // every MediaSource / SourceBuffer / video error, as text
     appended: 0, // data fragments appended
     resets: 0, // `reset` events received
@@ -64,6 +82,10 @@
   let frames = 0; // video frames decoded so far, to notice a frozen picture...
   let framesAt = 0; // ...and the playhead when that count last changed
   let recoveries = []; // when the MediaSource was re-created after recent errors
+  // At `/`: the server picks the default stream when the connection opens and keeps the viewer
+  // on it even when another stream becomes the default later, so its name is learnt from
+  // `/api/streams` once per connection, not on every refresh.
+  let learnDefault = !named;
 
   function record(what) {
     debug.errors.push(what);
@@ -78,6 +100,19 @@
   function showMessage(text) {
     message.textContent = text;
     message.hidden = false;
+  }
+
+  // What to call the stream in messages.
+  function streamName() {
+    return debug.stream || 'the stream';
+  }
+
+  // The stream is not live: it never was on this page, or its publisher left.
+  function offlineText() {
+    const reason = debug.offlineReason || 'not live';
+    return debug.inits
+      ? `${streamName()} is offline: ${reason} — waiting for it to come back`
+      : `waiting for ${streamName()}: ${reason}`;
   }
 
   // Stops for good: the page cannot play this stream.
@@ -367,16 +402,23 @@
     // A page cannot set Last-Event-ID on a fresh EventSource, so a manual reconnect says it in
     // the URL; the browser's own reconnects send the header, which the server prefers.
     const id = debug.lastId;
-    const url = id ? `/events?last_event_id=${encodeURIComponent(id)}` : '/events';
+    const url = id ? `${eventsUrl}?last_event_id=${encodeURIComponent(id)}` : eventsUrl;
     const es = new EventSource(url);
     events = es;
-    es.addEventListener('open', () => setState('connected'));
+    es.addEventListener('open', () => {
+      setState('connected');
+      if (!named) {
+        learnDefault = true;
+        refreshStreams();
+      }
+    });
     es.addEventListener('error', () => {
       if (es !== events || debug.state === 'unsupported' || debug.state === 'error') return;
       setState('reconnecting');
       if (es.readyState === EventSource.CLOSED) setTimeout(connect, RECONNECT_MS);
     });
     es.addEventListener('init', onInit);
+    es.addEventListener('offline', onOffline);
     es.addEventListener('data', onData);
     es.addEventListener('reset', () => {
       debug.resets++;
@@ -392,14 +434,32 @@
       record(`init event is not JSON: ${err.message}`);
       return;
     }
+    debug.inits++;
+    message.hidden = true;
     setState('connected');
     const same = stream && mediaSource && info.init === stream.init && info.mime === stream.mime;
     stream = info;
-    // A reconnect to the same stream keeps the MediaSource: data carries on (or `place` notices
-    // a new timeline). Another file means another init segment, maybe other codecs: start over.
+    // A reconnect to the same stream, or a publisher back with the same encoder settings, keeps
+    // the MediaSource: data carries on (or `place` notices a new timeline). Another file or
+    // other settings mean another init segment, maybe other codecs: start over.
     if (same) return;
     track = findTrack(fromBase64(info.init));
     openMediaSource();
+  }
+
+  // The stream is not live. The connection stays open and the next `init` starts it again; until
+  // then the MediaSource (and the last picture) stay, in case that `init` is the same.
+  function onOffline(e) {
+    let info = {};
+    try {
+      info = JSON.parse(e.data) || {};
+    } catch (err) {
+      // Still offline; there is just no reason to show.
+    }
+    debug.offlines++;
+    debug.offlineReason = typeof info.reason === 'string' ? info.reason : '';
+    showMessage(offlineText());
+    setState('offline');
   }
 
   function onData(e) {
@@ -529,6 +589,9 @@
       if (waiting) tone = 'warn';
     } else if (debug.state === 'connected' || debug.state === 'connecting') {
       text = 'connecting…';
+    } else if (debug.state === 'offline') {
+      text = offlineText();
+      tone = 'warn';
     } else if (debug.state === 'reconnecting') {
       text = 'connection lost, reconnecting…';
       tone = 'warn';
@@ -538,6 +601,52 @@
     }
     statusLine.textContent = text;
     statusLine.className = tone;
+  }
+
+  // ---- the other streams ----
+
+  function showTitle() {
+    document.title = debug.stream ? `${debug.stream} · ssecast` : 'ssecast';
+  }
+
+  function link(href, text) {
+    const a = document.createElement('a');
+    a.href = href;
+    a.textContent = text;
+    return a;
+  }
+
+  // At `/`: links to every stream but the one shown here, live ones marked. A failed request
+  // leaves no links (the page plays on without them).
+  function refreshStreams() {
+    fetch('/api/streams', { cache: 'no-store' })
+      .then((r) => (r.ok ? r.json() : Promise.reject(new Error(`HTTP ${r.status}`))))
+      .then((list) => {
+        if (!Array.isArray(list)) throw new Error('not a list');
+        const shown = list.find((s) => s && s.default);
+        if (learnDefault && shown && NAME.test(shown.name)) {
+          learnDefault = false;
+          debug.stream = shown.name;
+          showTitle();
+          if (debug.state === 'offline') showMessage(offlineText());
+        }
+        const others = list.filter((s) => s && NAME.test(s.name) && s.name !== debug.stream);
+        nav.replaceChildren(
+          ...others.map((s) => {
+            const a = link(`/${s.name}`, s.name);
+            if (s.live) {
+              a.className = 'live';
+              a.title = 'live';
+            }
+            return a;
+          }),
+        );
+        nav.hidden = !others.length;
+      })
+      .catch(() => {
+        nav.replaceChildren();
+        nav.hidden = true;
+      });
   }
 
   function showSound() {
@@ -576,6 +685,13 @@
 
   video.muted = true;
   showSound();
+  showTitle();
+  if (named) {
+    nav.replaceChildren(link('/', '← all streams'));
+    nav.hidden = false;
+  } else {
+    setInterval(refreshStreams, STREAMS_MS);
+  }
   connect();
   setInterval(tick, TICK_MS);
 })();
