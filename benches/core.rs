@@ -87,7 +87,9 @@ fn push_parse(c: &mut Criterion) {
                 let step = d.step(&chunked[at..]).expect("chunked");
                 let data = &chunked[at..][step.data];
                 at += step.consumed;
-                let _ = p.feed(data, |e| fragments += usize::from(matches!(e, PushEvent::Fragment(_))));
+                let _ = p.feed(data, |e| {
+                    fragments += usize::from(matches!(e, PushEvent::Fragment(_)))
+                });
             }
             assert_eq!(fragments, 6);
         })

@@ -110,20 +110,44 @@ fn stream_pages_invalid_names_status_and_health() {
     let server = TestServer::start(&[]);
     let page = server.raw(b"GET /cam-1 HTTP/1.1\r\nHost: t\r\n\r\n");
     let text = String::from_utf8_lossy(&page);
-    assert!(text.starts_with("HTTP/1.1 200") && text.contains("text/html"), "{text}");
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("text/html"),
+        "{text}"
+    );
     for (req, want, why) in [
-        (&b"GET /events/a.b HTTP/1.1\r\nHost: t\r\n\r\n"[..], "400", "A-Z a-z 0-9 _ -"),
-        (b"GET /events/api HTTP/1.1\r\nHost: t\r\n\r\n", "404", "reserved"),
-        (b"POST /publish/healthz HTTP/1.1\r\nHost: t\r\n\r\n", "404", "reserved"),
-        (b"GET /publish/cam HTTP/1.1\r\nHost: t\r\n\r\n", "405", "Allow: POST, PUT"),
+        (
+            &b"GET /events/a.b HTTP/1.1\r\nHost: t\r\n\r\n"[..],
+            "400",
+            "A-Z a-z 0-9 _ -",
+        ),
+        (
+            b"GET /events/api HTTP/1.1\r\nHost: t\r\n\r\n",
+            "404",
+            "reserved",
+        ),
+        (
+            b"POST /publish/healthz HTTP/1.1\r\nHost: t\r\n\r\n",
+            "404",
+            "reserved",
+        ),
+        (
+            b"GET /publish/cam HTTP/1.1\r\nHost: t\r\n\r\n",
+            "405",
+            "Allow: POST, PUT",
+        ),
     ] {
         let out = String::from_utf8_lossy(&server.raw(req)).to_string();
         assert!(status_line(out.as_bytes()).contains(want), "{out}");
         assert!(out.contains(why), "{out}");
     }
-    let health = String::from_utf8_lossy(&server.raw(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")).to_string();
-    assert!(health.starts_with("HTTP/1.1 200") && health.ends_with("\r\n\r\nok\n"), "{health}");
-    let api = String::from_utf8_lossy(&server.raw(b"GET /api/streams HTTP/1.1\r\nHost: t\r\n\r\n")).to_string();
+    let health = String::from_utf8_lossy(&server.raw(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"))
+        .to_string();
+    assert!(
+        health.starts_with("HTTP/1.1 200") && health.ends_with("\r\n\r\nok\n"),
+        "{health}"
+    );
+    let api = String::from_utf8_lossy(&server.raw(b"GET /api/streams HTTP/1.1\r\nHost: t\r\n\r\n"))
+        .to_string();
     let body = api.split_once("\r\n\r\n").unwrap().1;
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json[0]["name"], "sample");

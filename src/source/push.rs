@@ -11,7 +11,7 @@
 //! a copy. [`PushParser::feed`] is the same for bytes that are already in memory. Sizes are
 //! checked against explicit caps before anything is allocated for them.
 
-use crate::mp4::{parse_fragment_at, Fragment, InitSegment, Mp4Error};
+use crate::mp4::{parse_fragment_at, read_box, Boxes, Fragment, InitSegment, Mp4Error};
 use std::fmt;
 
 /// Largest fragment (prefix boxes + moof + mdat) accepted from a publisher.
@@ -366,11 +366,20 @@ impl PushParser {
                 let moov = self.take_box();
                 let init =
                     InitSegment::parse(self.ftyp.as_deref(), &moov).map_err(|e| match e {
-                        Mp4Error::NotFragmented | Mp4Error::NoTracks { .. } => {
+                        Mp4Error::NotFragmented
+                        | Mp4Error::NoTracks { .. }
+                        | Mp4Error::NoPlayableTrack { .. } => {
                             PushError::Unsupported(format!("{e} (moov at byte {at} of the feed)"))
                         }
                         e => mp4_error(&e, at),
                     })?;
+                if !has_mvex(&moov) {
+                    return Err(PushError::Unsupported(format!(
+                        "the moov at byte {at} of the feed describes a plain MP4 (no mvex), not \
+                         a fragmented one; publish with ffmpeg's -f mp4 -movflags \
+                         frag_keyframe+empty_moov+default_base_moof"
+                    )));
+                }
                 self.ftyp = None;
                 self.init = Some(init.clone());
                 Ok(Some(PushEvent::Init(init)))
@@ -431,6 +440,14 @@ fn media_ns(f: &Fragment, init: &InitSegment) -> u64 {
     })
 }
 
+/// Whether a moov box (alone in `moov`) announces fragments with an `mvex`.
+fn has_mvex(moov: &[u8]) -> bool {
+    let Ok(b) = read_box(moov, 0, moov.len()) else {
+        return false;
+    };
+    Boxes::children(moov, &b).any(|c| c.is_ok_and(|c| &c.box_type == b"mvex"))
+}
+
 fn is_mp4_box(t: &[u8; 4]) -> bool {
     matches!(
         t,
@@ -449,4 +466,188 @@ fn is_mp4_box(t: &[u8; 4]) -> bool {
             | b"emsg"
             | b"pdin"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mp4::Movie;
+
+    const SAMPLE: &[u8] = include_bytes!("../../web/sample.mp4");
+
+    fn boxed(t: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut b = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(t);
+        b.extend_from_slice(body);
+        b
+    }
+
+    /// Runs `feed` through the zero-copy path in reads of `split` bytes.
+    fn split(feed: &[u8], split: usize) -> (Vec<PushEvent>, Result<(), PushError>) {
+        let mut p = PushParser::default();
+        let mut events = Vec::new();
+        let mut at = 0;
+        while at < feed.len() {
+            let n = p.want().min(split).min(feed.len() - at);
+            p.spare(n).copy_from_slice(&feed[at..at + n]);
+            at += n;
+            match p.commit(n) {
+                Ok(Some(e)) => events.push(e),
+                Ok(None) => {}
+                Err(e) => return (events, Err(e)),
+            }
+        }
+        (events, Ok(()))
+    }
+
+    fn fragments(events: &[PushEvent]) -> Vec<&[u8]> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                PushEvent::Fragment(f) => Some(&f.bytes[..]),
+                PushEvent::Init(_) => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_split_gives_the_init_and_the_original_fragments() {
+        let movie = Movie::parse(SAMPLE).unwrap();
+        let want: Vec<&[u8]> = movie
+            .fragments
+            .iter()
+            .map(|f| &SAMPLE[f.range.clone()])
+            .collect();
+        for n in [1, 3, 8, 9, 100, 4096, 1 << 20] {
+            let (events, r) = split(SAMPLE, n);
+            r.unwrap();
+            let PushEvent::Init(init) = &events[0] else {
+                panic!("init first")
+            };
+            assert_eq!(init.bytes, movie.init, "split {n}");
+            assert_eq!(fragments(&events), want, "split {n}");
+        }
+        let mut p = PushParser::default();
+        let mut copied = 0;
+        p.feed(SAMPLE, |e| {
+            copied += usize::from(matches!(e, PushEvent::Fragment(_)))
+        })
+        .unwrap();
+        assert_eq!(copied, want.len());
+        assert!(p.at_boundary());
+    }
+
+    #[test]
+    fn prefix_boxes_travel_with_their_fragment_and_index_boxes_are_dropped() {
+        let movie = Movie::parse(SAMPLE).unwrap();
+        let first = movie.fragments[0].range.clone();
+        let styp = boxed(b"styp", b"msdhmsdh");
+        let prft = boxed(b"prft", &[0; 16]);
+        let mut feed = SAMPLE[..first.start].to_vec();
+        feed.extend(boxed(b"free", &[1; 20]));
+        feed.extend(boxed(b"sidx", &[2; 40]));
+        feed.extend(&styp);
+        feed.extend(&prft);
+        feed.extend(&SAMPLE[first.clone()]);
+        feed.extend(boxed(b"mfra", &[3; 1000]));
+        let (events, r) = split(&feed, 5);
+        r.unwrap();
+        let got = fragments(&events);
+        assert_eq!(got.len(), 1);
+        assert_eq!(&got[0][..styp.len()], &styp[..]);
+        assert_eq!(&got[0][styp.len() + prft.len()..], &SAMPLE[first]);
+        let PushEvent::Fragment(f) = &events[1] else {
+            panic!()
+        };
+        assert!(f.fragment.keyframe);
+        assert_eq!(f.media_ns, 0);
+    }
+
+    #[test]
+    fn a_second_init_starts_a_new_session() {
+        let movie = Movie::parse(SAMPLE).unwrap();
+        let mut feed = SAMPLE[..movie.fragments[1].range.end].to_vec();
+        feed.extend_from_slice(&SAMPLE[..movie.fragments[1].range.end]);
+        let (events, r) = split(&feed, 777);
+        r.unwrap();
+        let kinds: Vec<bool> = events
+            .iter()
+            .map(|e| matches!(e, PushEvent::Init(_)))
+            .collect();
+        assert_eq!(kinds, [true, false, false, true, false, false]);
+    }
+
+    #[test]
+    fn bad_feeds_are_refused_with_the_right_kind_of_error() {
+        let init_end = Movie::parse(SAMPLE).unwrap().fragments[0].range.start;
+        let init = &SAMPLE[..init_end];
+        let err = |feed: &[u8]| split(feed, 13).1.unwrap_err();
+        assert!(matches!(
+            err(b"hello world, not a video"),
+            PushError::Unsupported(_)
+        ));
+        assert!(
+            matches!(err(&[0x47; 400]), PushError::Unsupported(_)),
+            "MPEG-TS"
+        );
+        let mut plain = init.to_vec();
+        plain.extend(boxed(b"mdat", &[0; 10]));
+        assert!(
+            matches!(err(&plain), PushError::Malformed(_)),
+            "mdat without moof"
+        );
+        assert!(matches!(
+            err(&boxed(b"mdat", &[0; 10])),
+            PushError::Unsupported(_)
+        ));
+        assert!(matches!(
+            err(&boxed(b"moof", &[0; 10])),
+            PushError::Malformed(_)
+        ));
+        let mut lie = init.to_vec();
+        lie.extend([0, 0, 0, 3]);
+        lie.extend(b"moof");
+        assert!(matches!(err(&lie), PushError::Malformed(_)));
+        let mut zero = init.to_vec();
+        zero.extend([0, 0, 0, 0]);
+        zero.extend(b"mdat");
+        assert!(matches!(err(&zero), PushError::Malformed(_)));
+        let mut big = init.to_vec();
+        big.extend(((MAX_FRAGMENT + 1) as u32).to_be_bytes());
+        big.extend(b"moof");
+        assert!(matches!(err(&big), PushError::TooLarge(_)));
+        let mut wide = init.to_vec();
+        wide.extend([0, 0, 0, 1]);
+        wide.extend(b"mdat");
+        wide.extend(u64::MAX.to_be_bytes());
+        assert!(
+            matches!(err(&wide), PushError::Malformed(_)),
+            "mdat before moof"
+        );
+        let mut huge_init = vec![0, 0, 0, 1];
+        huge_init.extend(b"moov");
+        huge_init.extend(u64::MAX.to_be_bytes());
+        assert!(matches!(err(&huge_init), PushError::TooLarge(_)));
+        // After an error every call fails the same way and the buffer is gone.
+        let mut p = PushParser::default();
+        assert!(p.feed(b"not a video at all", |_| {}).is_err());
+        assert!(p.feed(SAMPLE, |_| {}).is_err());
+    }
+
+    #[test]
+    fn a_dropped_box_of_any_claimed_size_is_read_in_bounded_pieces() {
+        let init_end = Movie::parse(SAMPLE).unwrap().fragments[0].range.start;
+        let mut feed = SAMPLE[..init_end].to_vec();
+        feed.extend([0, 0, 0, 1]);
+        feed.extend(b"free");
+        feed.extend((1u64 << 40).to_be_bytes());
+        let mut p = PushParser::default();
+        p.feed(&feed, |_| {}).unwrap();
+        for _ in 0..100 {
+            let n = p.want().min(64 * 1024);
+            p.spare(n);
+            p.commit(n).unwrap();
+        }
+        assert!(p.buf.capacity() < 1 << 20, "{}", p.buf.capacity());
+    }
 }

@@ -78,9 +78,14 @@ pub fn lavfi_args(size: &str, secs: Option<f64>) -> Vec<String> {
         a.push(format!("{t}"));
     }
     a.extend(
-        ["-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof"]
-            .iter()
-            .map(|s| s.to_string()),
+        [
+            "-f",
+            "mp4",
+            "-movflags",
+            "frag_keyframe+empty_moov+default_base_moof",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     a
 }
@@ -112,7 +117,10 @@ pub fn init_segment(ev: &Event) -> Vec<u8> {
 /// (width, height) of an `init` event.
 pub fn init_size(ev: &Event) -> (u64, u64) {
     let v: serde_json::Value = serde_json::from_str(&ev.data).expect("init JSON");
-    (v["width"].as_u64().unwrap_or(0), v["height"].as_u64().unwrap_or(0))
+    (
+        v["width"].as_u64().unwrap_or(0),
+        v["height"].as_u64().unwrap_or(0),
+    )
 }
 
 /// The sequence number in an event id.
@@ -183,7 +191,13 @@ impl Rng {
 
 /// Opens a publish request for `path` with `framing` and extra header lines; returns the socket
 /// for the body.
-pub fn start_publish(addr: SocketAddr, path: &str, framing: Framing, len: usize, headers: &str) -> TcpStream {
+pub fn start_publish(
+    addr: SocketAddr,
+    path: &str,
+    framing: Framing,
+    len: usize,
+    headers: &str,
+) -> TcpStream {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
@@ -192,7 +206,11 @@ pub fn start_publish(addr: SocketAddr, path: &str, framing: Framing, len: usize,
         Framing::Length => format!("Content-Length: {len}\r\n"),
         Framing::UntilClose => String::new(),
     };
-    write!(s, "POST {path} HTTP/1.1\r\nHost: test\r\n{body_header}{headers}\r\n").expect("send head");
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: test\r\n{body_header}{headers}\r\n"
+    )
+    .expect("send head");
     s
 }
 
@@ -228,7 +246,14 @@ pub fn send_body(s: &mut TcpStream, body: &[u8], framing: Framing, rng: &mut Rng
 }
 
 /// Pushes a whole body and returns the server's response.
-pub fn push(addr: SocketAddr, path: &str, body: &[u8], framing: Framing, seed: u64, max: usize) -> String {
+pub fn push(
+    addr: SocketAddr,
+    path: &str,
+    body: &[u8],
+    framing: Framing,
+    seed: u64,
+    max: usize,
+) -> String {
     let mut s = start_publish(addr, path, framing, body.len(), "");
     send_body(&mut s, body, framing, &mut Rng(seed), max);
     response(&mut s)
