@@ -3,6 +3,9 @@
 # server, all streaming the same looping MP4 over SSE, under the same loads from ssecast-load.
 # The `floor` row is examples/floor.rs: no event loop, no queue, one plain write of the same
 # pre-encoded event per viewer — the least any server can spend, i.e. the kernel's share.
+# The `ssecast-live` row is ssecast serving a live stream instead of a file: ffmpeg (pinned with
+# the load generator, so only the server is measured) publishes the same video at real time
+# (`-re -stream_loop -1 -c copy`) to /publish/live over HTTP, and the clients watch /events/live.
 # A manual benchmark (not run in CI). Everything listens on and connects to 127.0.0.1 only.
 #
 #   benches/compare.sh
@@ -12,7 +15,7 @@
 #   DURATION=20          seconds of load per run (ssecast-load --duration)
 #   RAMP=500             connections opened per second (ssecast-load --ramp)
 #   SPEED=1              playout speed for every server
-#   SERVERS="ssecast floor nchan node axum"
+#   SERVERS="ssecast floor nchan node axum"   (also: ssecast-live, which needs ffmpeg and SPEED=1)
 #   VIDEO=web/sample.mp4
 #   AXUM_THREADS=1       tokio worker threads for the axum peer (1 = current-thread runtime)
 #   REPEAT=1             runs of every case (interleaved); the table shows medians
@@ -54,6 +57,7 @@ need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
 case " $SERVERS " in *" node "*) command -v node >/dev/null || need_apt+=(nodejs) ;; esac
+case " $SERVERS " in *" ssecast-live "*) command -v ffmpeg >/dev/null || need_apt+=(ffmpeg) ;; esac
 case " $SERVERS " in
     *" nchan "*)
         command -v nginx >/dev/null || need_apt+=(nginx-light)
@@ -104,7 +108,8 @@ if [ "$BUILD" = 1 ]; then
     esac
 fi
 [ -x "$loadgen" ] || die "no load generator at $loadgen"
-case " $SERVERS " in *" ssecast "*) [ -x "$ssecast" ] || die "no $ssecast" ;; esac
+case " $SERVERS " in *" ssecast "* | *" ssecast-live "*) [ -x "$ssecast" ] || die "no $ssecast" ;; esac
+case " $SERVERS " in *" ssecast-live "*) [ "$SPEED" = 1 ] || die "ssecast-live plays at real time only (SPEED=1)" ;; esac
 case " $SERVERS " in *" axum "*) [ -x "$axum_bin" ] || die "no $axum_bin" ;; esac
 case " $SERVERS " in *" floor "*) [ -x "$floor_bin" ] || die "no $floor_bin" ;; esac
 
@@ -113,9 +118,15 @@ mkdir -p "$out"
 
 # --- server lifecycle ------------------------------------------------------------------------
 server_pid=""      # the process we started (for nchan: run.sh)
+publisher_pid=""   # ffmpeg, for ssecast-live
 nchan_prefix=""
 
 stop_server() {
+    if [ -n "$publisher_pid" ]; then
+        kill -TERM "$publisher_pid" 2>/dev/null || true
+        wait "$publisher_pid" 2>/dev/null || true
+        publisher_pid=""
+    fi
     [ -n "$server_pid" ] || return 0
     kill -TERM "$server_pid" 2>/dev/null || true
     for _ in $(seq 50); do
@@ -147,10 +158,27 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# The stream each server's clients watch.
+events_path() {
+    if [ "$1" = ssecast-live ]; then echo /events/live; else echo /events; fi
+}
+
 # Starts server $1 on port $2; leaves its pids (the processes to measure) in $work/pids.
 start_server() {
     local name="$1" port="$2" log="$out/$1-$3.log"
     case "$name" in
+        ssecast-live)
+            "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+            server_pid=$!
+            for _ in $(seq 50); do
+                curl -sf --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+                sleep 0.1
+            done
+            "${pin_load[@]}" ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$VIDEO" \
+                -c copy -f mp4 -movflags frag_keyframe+empty_moov+default_base_moof \
+                "http://127.0.0.1:$port/publish/live" >"$out/ffmpeg-$3.log" 2>&1 &
+            publisher_pid=$!
+            ;;
         ssecast)
             "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" --speed "$SPEED" "$VIDEO" \
                 >"$log" 2>&1 &
@@ -178,7 +206,7 @@ start_server() {
                 --prefix "$nchan_prefix" "$VIDEO" >"$log" 2>&1 &
             server_pid=$!
             ;;
-        *) die "unknown server $name (known: ssecast floor nchan node axum)" ;;
+        *) die "unknown server $name (known: ssecast ssecast-live floor nchan node axum)" ;;
     esac
 
     # Ready = /events answers 200 and a data event has gone out (so a new client gets one).
@@ -188,7 +216,7 @@ start_server() {
         kill -0 "$server_pid" 2>/dev/null || break
         # curl ends by --max-time on a stream that never ends, so its status says nothing.
         probe="$(curl -s -N --max-time 1.5 -H 'Accept: text/event-stream' \
-            "http://127.0.0.1:$port/events" 2>/dev/null | head -c 4096 || true)"
+            "http://127.0.0.1:$port$(events_path "$name")" 2>/dev/null | head -c 4096 || true)"
         if grep -q '^event: data' <<<"$probe"; then
             ok=1
             break
@@ -224,7 +252,7 @@ for name in $SERVERS; do
             --pids-file "$work/pids" --out "$results" \
             --loadgen-log "$out/$name-$n.loadgen.log" \
             --timeout "$((DURATION + 60))" -- \
-            "${pin_load[@]}" "$loadgen" --url "http://127.0.0.1:$port/events" --clients "$n" \
+            "${pin_load[@]}" "$loadgen" --url "http://127.0.0.1:$port$(events_path "$name")" --clients "$n" \
             --ramp "$RAMP" --duration "$DURATION" --expect-interval-ms "$interval_ms" \
             --json >/dev/null \
             || say "$name with $n clients: the load generator gave no report (see $out/$name-$n.loadgen.log)"

@@ -368,7 +368,7 @@ fn a_fast_publisher_is_held_to_real_time_and_blocked_by_tcp() {
     let _ = std::fs::remove_file(&path);
     assert!(body.len() > 16 << 20, "only {} bytes", body.len());
     let fragments = Movie::parse(&body).unwrap().fragments.len();
-    let server = TestServer::start(&["--backlog", "1s"]);
+    let server = TestServer::start(&["--backlog", "1s", "--client-queue", "64M"]);
     let mut viewer = SseReader::open(server.addr, "/events/fast", "");
     let rss_before = server.rss_kib();
     let started = Instant::now();

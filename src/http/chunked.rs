@@ -296,8 +296,8 @@ mod tests {
     fn extensions_trailers_and_bare_lf() {
         let wire = b"5;name=value\r\nhello\r\n6\nworld!\n0\r\nX-Trailer: yes\r\n\r\n";
         assert_eq!(decode(wire, 1).unwrap(), (b"helloworld!".to_vec(), true));
-        assert_eq!(decode(b"A\r\n0123456789\r\n", 4).unwrap().1, false);
-        assert_eq!(decode(b"a\r\n0123456789\r\n0\r\n\r\n", 4).unwrap().1, true);
+        assert!(!decode(b"A\r\n0123456789\r\n", 4).unwrap().1);
+        assert!(decode(b"a\r\n0123456789\r\n0\r\n\r\n", 4).unwrap().1);
     }
 
     #[test]

@@ -165,7 +165,7 @@ pub fn ffmpeg_decode(mp4: &[u8], name: &str) -> Result<u64, String> {
         .lines()
         .filter_map(|l| l.strip_prefix("frame="))
         .filter_map(|v| v.trim().parse().ok())
-        .last()
+        .next_back()
         .unwrap_or(0))
 }
 
