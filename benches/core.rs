@@ -5,14 +5,18 @@
 //!
 //! Run: `cargo bench --bench core` (add `-- --quick` for a fast pass).
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{
+    black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput,
+};
 use ssecast::harness::FanoutHarness;
 use ssecast::http::chunked::{encode, ChunkedDecoder};
 use ssecast::http::parse_request;
 use ssecast::mp4::Movie;
 use ssecast::source::file::SAMPLE;
 use ssecast::source::push::{PushEvent, PushParser};
-use ssecast::sse::data_frame;
+use ssecast::sse::{data_frame, StreamInfo};
+use ssecast::stream::timeline::Run;
+use ssecast::stream::{Stream, StreamName};
 use std::time::{Duration, Instant};
 
 fn http_parse(c: &mut Criterion) {
@@ -93,6 +97,53 @@ fn push_parse(c: &mut Criterion) {
             }
             assert_eq!(fragments, 6);
         })
+    });
+    // From the last byte of a fragment arriving to its SSE frame being ready for the first
+    // viewer's write: the box completes, the moof is parsed, the fragment is placed on the
+    // stream's timeline, base64-encoded once and kept in the backlog. The fan-out follows
+    // (deliver_per_viewer below).
+    let movie = Movie::parse(SAMPLE).expect("sample");
+    let end = movie.fragments[1].range.end;
+    let now = Instant::now();
+    let name = StreamName::parse("bench").expect("name");
+    let mut stream = Stream::new(name, Duration::from_secs(10), now);
+    let info = StreamInfo {
+        mime: movie.mime(),
+        width: 640,
+        height: 360,
+        bitrate: 0,
+        duration_secs: 0.0,
+    };
+    let timescales = movie.tracks.iter().map(|t| t.timescale).collect();
+    stream.start_session(info, &movie.init, timescales, now);
+    g.throughput(Throughput::Bytes(movie.fragments[1].range.len() as u64));
+    g.bench_function("last_byte_to_frame", |b| {
+        b.iter_batched(
+            || {
+                let mut p = PushParser::default();
+                p.feed(&SAMPLE[..end - 1], |_| {}).expect("sample");
+                p
+            },
+            |mut p| {
+                p.spare(1)[0] = SAMPLE[end - 1];
+                let Ok(Some(PushEvent::Fragment(f))) = p.commit(1) else {
+                    panic!("a fragment")
+                };
+                let runs: Vec<Run> = f
+                    .fragment
+                    .runs
+                    .iter()
+                    .map(|r| Run {
+                        track: r.track,
+                        decode_time: r.decode_time,
+                        duration: r.duration,
+                    })
+                    .collect();
+                black_box(stream.place(&runs));
+                stream.go_live(&f.bytes, f.fragment.keyframe, now, 0)
+            },
+            BatchSize::SmallInput,
+        )
     });
     g.finish();
 }
