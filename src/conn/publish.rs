@@ -6,7 +6,7 @@
 use super::{Connection, Ctx, Next, Phase};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::{Auth, Body, Publish, Status};
-use crate::source::live::{LiveInput, ReadOutcome, READ_MAX};
+use crate::source::live::{Hold, LiveInput, ReadOutcome, READ_MAX};
 use crate::source::push::PushError;
 use crate::source::{Media, MediaEvent};
 use crate::stream::{Publisher, SourceKind};
@@ -129,8 +129,10 @@ impl Connection {
             let Some(input) = self.publisher.as_mut() else {
                 return Next::Continue;
             };
-            if let Some(until) = input.is_held(ctx.now) {
-                return Next::Hold(until);
+            match input.hold(ctx.now) {
+                Hold::Free => {}
+                Hold::Until(t) => return Next::Hold(t),
+                Hold::Still => return Next::Continue,
             }
             let step = match &mut self.body {
                 BodyState::Length(0) => Some(Ended::Finished),

@@ -19,9 +19,21 @@ pub struct LiveInput {
     pacer: Pacer,
     /// Not read until then: the feed is ahead of real time.
     pub held_until: Option<Instant>,
+    /// The current hold was reported (so a timer for it exists).
+    hold_reported: bool,
     pub last_input: Instant,
     pub bytes_in: u64,
     pub fragments: u64,
+}
+
+/// Whether a feed may be read now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    Free,
+    /// Held until then: set a timer.
+    Until(Instant),
+    /// Still held, and the timer for it is already set.
+    Still,
 }
 
 /// How a read went.
@@ -41,19 +53,25 @@ impl LiveInput {
             parser: PushParser::default(),
             pacer: Pacer::default(),
             held_until: None,
+            hold_reported: false,
             last_input: now,
             bytes_in: 0,
             fragments: 0,
         }
     }
 
-    /// True while the feed is held back and must not be read before `now` reaches the hold.
-    pub fn is_held(&mut self, now: Instant) -> Option<Instant> {
+    /// Whether the feed is held back and must not be read before `now` reaches the hold.
+    pub fn hold(&mut self, now: Instant) -> Hold {
         match self.held_until {
-            Some(t) if now < t => Some(t),
+            Some(t) if now < t && self.hold_reported => Hold::Still,
+            Some(t) if now < t => {
+                self.hold_reported = true;
+                Hold::Until(t)
+            }
             _ => {
                 self.held_until = None;
-                None
+                self.hold_reported = false;
+                Hold::Free
             }
         }
     }

@@ -2,7 +2,7 @@
 //! ffmpeg … -f mp4 - | ssecast cam=-`), read without blocking in the event loop, paced like any
 //! publisher. When the pipe ends the stream goes offline and the server goes on serving.
 
-use super::live::{LiveInput, ReadOutcome, READ_MAX};
+use super::live::{Hold, LiveInput, ReadOutcome, READ_MAX};
 use super::{Media, MediaEvent};
 use mio::unix::pipe::Receiver;
 use mio::{Interest, Registry, Token};
@@ -64,8 +64,10 @@ impl StdinSource {
     /// Reads what standard input has, straight into the fragment being assembled.
     pub fn on_readable(&mut self, now: Instant, media: &mut Vec<Media>) -> StdinNext {
         for _ in 0..MAX_READS {
-            if let Some(until) = self.input.is_held(now) {
-                return StdinNext::Hold(until);
+            match self.input.hold(now) {
+                Hold::Free => {}
+                Hold::Until(t) => return StdinNext::Hold(t),
+                Hold::Still => return StdinNext::Continue,
             }
             let end = match self.input.read_from(&mut self.pipe, READ_MAX, now, media) {
                 Ok(Ok(ReadOutcome::Read(_))) => continue,
