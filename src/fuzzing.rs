@@ -124,6 +124,12 @@ pub fn publish_in_pieces(data: &[u8]) {
         i += 1;
         let piece = &body[at..at + n];
         at += n;
+        // One box at a time, never more than its capped size (plus a read of room).
+        assert!(
+            parser.buffered() <= MAX_FRAGMENT + MAX_INIT + 256 * 1024,
+            "the parser holds {} bytes",
+            parser.buffered()
+        );
         if i % 2 == 0 {
             if parser.feed(piece, &mut check).is_err() {
                 return;

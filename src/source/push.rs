@@ -126,6 +126,11 @@ impl PushParser {
         self.init.as_ref()
     }
 
+    /// Bytes held for the box or fragment being assembled (its buffer's capacity).
+    pub fn buffered(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// Bytes taken so far.
     pub fn offset(&self) -> u64 {
         self.offset
@@ -254,6 +259,14 @@ impl PushParser {
                  (ffmpeg: -f mp4 -movflags frag_keyframe+empty_moov+default_base_moof)",
                 fourcc(&box_type)
             )));
+        }
+        if matches!(&box_type, b"ftyp" | b"moov") && self.moof_at.is_none() && self.box_start > 0 {
+            // Prefix boxes (a styp) kept for a fragment that never came: a new init segment
+            // follows instead, so they are dropped.
+            let header = self.filled - self.box_start;
+            self.buf.copy_within(self.box_start..self.filled, 0);
+            self.box_start = 0;
+            self.filled = header;
         }
         let keep = self.admit(&box_type, size, at)?;
         if !keep {
@@ -567,6 +580,8 @@ mod tests {
     fn a_second_init_starts_a_new_session() {
         let movie = Movie::parse(SAMPLE).unwrap();
         let mut feed = SAMPLE[..movie.fragments[1].range.end].to_vec();
+        // An encoder that restarts after writing a styp for a fragment it never sent.
+        feed.extend(boxed(b"styp", b"msdhmsdh"));
         feed.extend_from_slice(&SAMPLE[..movie.fragments[1].range.end]);
         let (events, r) = split(&feed, 777);
         r.unwrap();
