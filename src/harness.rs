@@ -50,6 +50,7 @@ impl FanoutHarness {
                 stall_timeout: Duration::from_secs(3600),
                 publish_key: None,
                 media: Vec::new(),
+                metrics: crate::metrics::Metrics::new(now),
             },
             playout,
             stream,

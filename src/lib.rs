@@ -11,6 +11,7 @@ pub mod conn;
 pub mod fuzzing;
 pub mod harness;
 pub mod http;
+pub mod metrics;
 pub mod mp4;
 pub mod queue;
 pub mod server;

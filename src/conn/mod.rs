@@ -9,6 +9,7 @@ mod publish;
 mod view;
 
 use crate::http::{HeadReader, Parsed, Request, Responses, Route, Status};
+use crate::metrics::Metrics;
 use crate::queue::{ClientQueue, Drain};
 use crate::source::live::LiveInput;
 use crate::source::Media;
@@ -63,6 +64,7 @@ pub struct Ctx<'a> {
     pub publish_key: Option<&'a [u8]>,
     /// What publishers' feeds yielded, for the server to apply.
     pub media: &'a mut Vec<Media>,
+    pub metrics: &'a mut Metrics,
 }
 
 /// What every handler needs besides the connection's own state, owned by whoever drives the
@@ -76,6 +78,7 @@ pub struct Shared {
     pub stall_timeout: Duration,
     pub publish_key: Option<Box<[u8]>>,
     pub media: Vec<Media>,
+    pub metrics: Metrics,
 }
 
 impl Shared {
@@ -89,6 +92,7 @@ impl Shared {
             stall_timeout: self.stall_timeout,
             publish_key: self.publish_key.as_deref(),
             media: &mut self.media,
+            metrics: &mut self.metrics,
         }
     }
 }
@@ -285,9 +289,20 @@ impl Connection {
                 head_only,
             ),
             Ok(Request {
-                route: Route::Streams,
+                route: Route::Streams(name),
                 head_only,
-            }) => view::streams_json(ctx, head_only),
+            }) => view::status(ctx, name, head_only),
+            Ok(Request {
+                route: Route::Metrics,
+                head_only,
+            }) => crate::http::responses::response(
+                200,
+                "OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                "",
+                crate::metrics::prometheus(ctx.streams, ctx.metrics, ctx.now).as_bytes(),
+                head_only,
+            ),
             Ok(Request {
                 route:
                     Route::Events {
@@ -344,8 +359,12 @@ impl Connection {
     fn flush(&mut self, ctx: &mut Ctx<'_>) -> Next {
         let before = self.queue.pending();
         let drained = self.queue.drain(&mut self.socket);
-        if self.queue.pending() < before || self.queue.is_empty() {
+        let written = before.saturating_sub(self.queue.pending());
+        if written > 0 || self.queue.is_empty() {
             self.last_progress = ctx.now;
+        }
+        if let Some(s) = self.viewer.and_then(|v| ctx.streams.get_mut(v.stream)) {
+            s.bytes_sent += written as u64;
         }
         match drained {
             Ok(Drain::Empty) => {

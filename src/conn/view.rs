@@ -4,9 +4,9 @@
 
 use super::{Connection, Ctx, Next, Phase, ViewerSlot};
 use crate::http::responses::response;
-use crate::sse::{json_escape, EventId, Frame, KEEPALIVE};
+use crate::http::Status;
+use crate::sse::{EventId, Frame, KEEPALIVE};
 use crate::stream::{StreamName, Welcome};
-use std::fmt::Write as _;
 use std::rc::Rc;
 
 /// Ring slots reserved for a viewer up front, so the steady state never grows the queue.
@@ -90,9 +90,17 @@ impl Connection {
                 ctx.stall_timeout.as_secs(),
                 self.queue.pending()
             );
+            ctx.metrics.stalled += 1;
             return Next::Close;
         }
+        let skipped_before = self.queue.total_skipped;
         self.queue.offer(frame);
+        if self.queue.total_skipped != skipped_before {
+            if let Some(s) = self.viewer.and_then(|v| ctx.streams.get_mut(v.stream)) {
+                s.skipped += self.queue.total_skipped - skipped_before;
+                s.viewers_skipped += u64::from(skipped_before == 0);
+            }
+        }
         // A viewer with output already waiting has WRITABLE interest and drains on that event;
         // writing to it now would only return WouldBlock.
         if idle {
@@ -137,44 +145,23 @@ impl Connection {
     }
 }
 
-/// `GET /api/streams`: one JSON object per stream.
-pub(super) fn streams_json(ctx: &Ctx<'_>, head_only: bool) -> Rc<Frame> {
-    let default = ctx.streams.default_key();
-    let mut out = String::from("[");
-    for (i, (key, s)) in ctx.streams.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(
-            out,
-            "{{\"name\":\"{}\",\"kind\":\"{}\",\"live\":{},\"default\":{},\"viewers\":{},\
-             \"fragments\":{},\"sessions\":{}",
-            s.name,
-            s.kind.map_or("none", |k| k.as_str()),
-            s.is_live(),
-            Some(key) == default,
-            s.viewers.len(),
-            s.fragments,
-            s.sessions
-        );
-        if let Some(info) = s.info() {
-            out.push_str(",\"mime\":\"");
-            json_escape(&info.mime, &mut out);
-            let _ = write!(
-                out,
-                "\",\"width\":{},\"height\":{},\"bitrate\":{}",
-                info.width, info.height, info.bitrate
-            );
-        }
-        out.push('}');
-    }
-    out.push_str("]\n");
+/// `GET /api/streams` (every stream) or `/api/streams/NAME`: status JSON, 404 for a name
+/// that is not a stream.
+pub(super) fn status(ctx: &Ctx<'_>, name: Option<StreamName>, head_only: bool) -> Rc<Frame> {
+    let only = match name {
+        None => None,
+        Some(n) => match ctx.streams.find(&n) {
+            Some(k) => Some(k),
+            None => return ctx.responses.refusal(Status::NotFound, "no such stream", head_only),
+        },
+    };
+    let body = crate::metrics::status_json(ctx.streams, only, ctx.now);
     response(
         200,
         "OK",
         "application/json",
         "Access-Control-Allow-Origin: *\r\n",
-        out.as_bytes(),
+        body.as_bytes(),
         head_only,
     )
 }

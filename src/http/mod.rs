@@ -50,8 +50,10 @@ pub enum Route {
         last_event_id: Option<EventId>,
     },
     Publish(Publish),
-    /// `/api/streams`: status JSON.
-    Streams,
+    /// `/api/streams` (every stream) or `/api/streams/NAME`: status JSON.
+    Streams(Option<StreamName>),
+    /// `/metrics`: Prometheus text.
+    Metrics,
     /// `/healthz`.
     Health,
     /// `/favicon.ico`: an empty 204 so browsers stop asking.
@@ -202,12 +204,19 @@ fn route_get(req: &httparse::Request<'_, '_>, path: &str, query: Option<&str>) -
         "/" | "/index.html" => return Route::Page(None),
         "/events" => return events(None),
         "/favicon.ico" => return Route::NoContent,
-        "/api/streams" => return Route::Streams,
+        "/api/streams" => return Route::Streams(None),
+        "/metrics" => return Route::Metrics,
         "/healthz" => return Route::Health,
         _ => {}
     }
     if let Some(i) = ASSETS.iter().position(|a| a.path == path) {
         return Route::Asset(i);
+    }
+    if let Some(name) = path.strip_prefix("/api/streams/") {
+        return match StreamName::parse(name) {
+            Ok(n) => Route::Streams(Some(n)),
+            Err(e) => refused_name(e),
+        };
     }
     if let Some(name) = path.strip_prefix("/events/") {
         return match StreamName::parse(name) {

@@ -76,7 +76,15 @@ fn routes_pages_events_and_head() {
     );
     assert_eq!(
         ok("GET /api/streams HTTP/1.1\r\nHost: x\r\n\r\n").route,
-        Route::Streams
+        Route::Streams(None)
+    );
+    assert_eq!(
+        ok("GET /api/streams/cam HTTP/1.1\r\nHost: x\r\n\r\n").route,
+        Route::Streams(Some(name("cam")))
+    );
+    assert_eq!(
+        ok("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").route,
+        Route::Metrics
     );
     assert_eq!(
         ok("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").route,

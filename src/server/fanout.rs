@@ -101,12 +101,14 @@ impl Server {
                         String::new()
                     }
                 );
+                stream.publish_bytes += init.bytes.len() as u64;
                 let timescales = init.tracks.iter().map(|t| t.timescale).collect();
                 let frame = stream.start_session(info, &init.bytes, timescales, now);
                 self.shared.streams.went_live(key);
                 self.fan_out(key, &frame, Kind::Init, now);
             }
             MediaEvent::Fragment(mut f) => {
+                stream.publish_bytes += f.bytes.len() as u64;
                 if !stream.is_live() {
                     return;
                 }

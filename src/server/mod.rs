@@ -230,6 +230,7 @@ impl Server {
                     .as_ref()
                     .map(|k| k.as_bytes().to_vec().into_boxed_slice()),
                 media: Vec::new(),
+                metrics: crate::metrics::Metrics::new(now),
             },
             listener,
             local_addr,
@@ -401,6 +402,9 @@ impl Server {
         // Frames are written whole; Nagle would only delay a frame's last partial segment.
         let _ = socket.set_nodelay(true);
         let reject = self.conns.len() >= self.max_clients;
+        self.shared.metrics.accepted += 1;
+        self.shared.metrics.refused += u64::from(reject);
+        self.shared.metrics.moved(None, Some(Phase::ReadHead));
         if reject {
             log::warn!(
                 "connection limit of {} reached; answering {peer} with 503",
@@ -451,6 +455,9 @@ impl Server {
             return;
         };
         let after = conn.phase();
+        if before != after {
+            self.shared.metrics.moved(Some(before), Some(after));
+        }
         if before != Phase::Stream && after == Phase::Stream {
             self.viewers += 1;
             log::debug!("viewer {} joined ({} watching)", conn.id, self.viewers);
@@ -474,6 +481,7 @@ impl Server {
         let Some(conn) = self.conns.try_remove(key) else {
             return;
         };
+        self.shared.metrics.moved(Some(conn.phase()), None);
         if conn.phase() == Phase::Stream {
             self.viewers -= 1;
             self.stats.skipped += conn.total_skipped();
@@ -557,6 +565,7 @@ impl Server {
             if conn.id == id && conn.phase() == Phase::ReadHead {
                 log::debug!("connection {id} sent no complete request in time");
                 conn.head_timed_out(&self.shared.responses);
+                self.shared.metrics.head_timeouts += 1;
                 self.close(key, now);
             }
         }
@@ -614,6 +623,7 @@ impl Server {
             if silent {
                 let mut ctx = self.shared.ctx(now);
                 conn.publish_timed_out(&mut ctx);
+                self.shared.metrics.publish_timeouts += 1;
                 self.to_close.push(key);
             }
         }

@@ -76,10 +76,26 @@ pub struct Stream {
     pub live_order: u64,
     /// When its viewers were last sent anything (for keepalives).
     pub last_output: Instant,
-    /// Counters for the status API and logs.
+    /// Counters for the status API, the metrics and logs, kept as things happen.
     pub fragments: u64,
     pub sessions: u64,
+    /// Bytes written to its viewers.
+    pub bytes_sent: u64,
+    /// Fragments its viewers skipped, and viewers that ever skipped.
+    pub skipped: u64,
+    pub viewers_skipped: u64,
+    /// Media bytes its publishers sent (init segments and fragments).
+    pub publish_bytes: u64,
+    /// When the last fragment went live.
+    pub last_fragment_at: Option<Instant>,
+    /// Fragment bytes since `rate_since`, and the bitrate measured over the last window.
+    rate_bytes: u64,
+    rate_since: Instant,
+    bitrate: u64,
 }
+
+/// How long the bitrate is measured over before it is updated.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
 
 impl Stream {
     pub fn new(name: StreamName, window: Duration, now: Instant) -> Stream {
@@ -102,6 +118,24 @@ impl Stream {
             last_output: now,
             fragments: 0,
             sessions: 0,
+            bytes_sent: 0,
+            skipped: 0,
+            viewers_skipped: 0,
+            publish_bytes: 0,
+            last_fragment_at: None,
+            rate_bytes: 0,
+            rate_since: now,
+            bitrate: 0,
+        }
+    }
+
+    /// Bits per second of fragments over the last few seconds (a file's average bitrate until
+    /// the first window has passed).
+    pub fn bitrate(&self) -> u64 {
+        if self.bitrate > 0 {
+            self.bitrate
+        } else {
+            self.info.as_ref().map_or(0, |i| i.bitrate)
         }
     }
 
@@ -171,6 +205,14 @@ impl Stream {
     ) -> Rc<Frame> {
         self.sequence += 1;
         self.fragments += 1;
+        self.last_fragment_at = Some(now);
+        self.rate_bytes += fragment.len() as u64;
+        let elapsed = now.saturating_duration_since(self.rate_since);
+        if elapsed >= RATE_WINDOW {
+            self.bitrate = (self.rate_bytes as f64 * 8.0 / elapsed.as_secs_f64()) as u64;
+            self.rate_bytes = 0;
+            self.rate_since = now;
+        }
         let frame = data_frame(self.sequence, wall_ms, keyframe, fragment);
         self.backlog.push(now, Rc::clone(&frame));
         frame
@@ -179,6 +221,9 @@ impl Stream {
     /// The stream stops being live: viewers get the returned `offline` event and stay.
     pub fn go_offline(&mut self, reason: &str, now: Instant) -> Rc<Frame> {
         self.live = false;
+        self.bitrate = 0;
+        self.rate_bytes = 0;
+        self.rate_since = now;
         self.backlog.clear();
         self.changed_at = now;
         self.offline = offline_frame(reason);
