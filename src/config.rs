@@ -59,6 +59,8 @@ pub enum Source {
     File(PathBuf),
     /// Standard input, a live feed.
     Stdin,
+    /// Another ssecast's `/events/NAME` (an `http://` URL), relayed.
+    Relay(String),
 }
 
 /// One `[NAME=]SOURCE` argument.
@@ -81,12 +83,26 @@ impl StreamSpec {
         }
         let source = if source == "-" {
             Source::Stdin
+        } else if source.starts_with("https://") {
+            return Err(format!(
+                "'{arg}': relays pull plain http:// (put TLS in front of the viewers, not \
+                 between an edge and its origin)"
+            ));
+        } else if source.starts_with("http://") {
+            Source::Relay(source.to_string())
         } else {
             Source::File(PathBuf::from(source))
         };
         let name = match (name, &source) {
             (Some(n), _) => n.to_string(),
             (None, Source::Stdin) => "live".to_string(),
+            (None, Source::Relay(url)) => url
+                .split('?')
+                .next()
+                .and_then(|u| u.rsplit('/').next())
+                .filter(|last| *last != "events" && !last.contains(':'))
+                .unwrap_or("")
+                .to_string(),
             (None, Source::File(p)) => p
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -122,6 +138,8 @@ ARGS:
                      defaults to the file's stem (movie.mp4 -> movie). Make one with:
                      ffmpeg -i in.mp4 -c copy -movflags frag_keyframe+empty_moov+default_base_moof out.mp4
                    -: standard input, a live fragmented MP4 feed; NAME defaults to live
+                   http://HOST:PORT/events/NAME: another ssecast's stream, relayed (same
+                     events, same ids); NAME defaults to the URL's last segment
                  Without any, the embedded 6 s test pattern plays as the stream 'sample'.
                  Any other name can be published over HTTP (below). A name is 1-64 of
                  A-Z a-z 0-9 _ - (events, publish, api, metrics, healthz are reserved).
@@ -391,6 +409,18 @@ mod tests {
         );
         assert_eq!(c.publish_key.as_deref(), Some("s3cret"));
         assert_eq!(run(&["-"]).unwrap().streams[0].name.as_str(), "live");
+        let relay = run(&["http://origin:8080/events/cam"]).unwrap();
+        assert_eq!(relay.streams[0].name.as_str(), "cam");
+        assert_eq!(
+            relay.streams[0].source,
+            Source::Relay("http://origin:8080/events/cam".into())
+        );
+        assert!(run(&["http://origin:8080/events"])
+            .unwrap_err()
+            .contains("NAME="));
+        assert!(run(&["tv=https://origin/events/tv"])
+            .unwrap_err()
+            .contains("http://"));
     }
 
     #[test]

@@ -34,7 +34,12 @@ fn main() -> ExitCode {
         .unwrap_or_else(|| default_max_clients(fd_limit, FD_RESERVE));
     match run(&cfg, max_clients) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e @ (ServerError::Video(_) | ServerError::Bind { .. } | ServerError::Stdin(_))) => {
+        Err(
+            e @ (ServerError::Video(_)
+            | ServerError::Bind { .. }
+            | ServerError::Stdin(_)
+            | ServerError::Relay(_)),
+        ) => {
             log::error!("{e}");
             ExitCode::from(2)
         }
@@ -84,6 +89,16 @@ fn run(cfg: &Config, max_clients: usize) -> Result<(), ServerError> {
             log::info!(
                 "stream {}: standard input (fragmented MP4), live when it starts",
                 s.name
+            );
+        }
+    }
+    for relay in server.relays() {
+        if let Some(s) = server.streams().get(relay.stream) {
+            log::info!(
+                "stream {}: relayed from http://{}{}",
+                s.name,
+                relay.url.authority,
+                relay.url.path
             );
         }
     }

@@ -136,6 +136,32 @@ impl Server {
                 self.fan_out(key, &frame, Kind::Data, now);
             }
             MediaEvent::End(reason) => self.end_source(key, &reason, now),
+            MediaEvent::Offline(reason) => {
+                if stream.is_live() {
+                    log::info!("stream {} is offline: {reason}", stream.name);
+                    let frame = stream.go_offline(&reason, now);
+                    self.fan_out(key, &frame, Kind::Control, now);
+                }
+            }
+            MediaEvent::RelayInit {
+                frame,
+                info,
+                timescales,
+            } => {
+                log::info!("stream {} is live (relayed): {}", stream.name, info.mime);
+                stream.start_relayed_session(Rc::clone(&frame), info, timescales, now);
+                self.shared.streams.went_live(key);
+                self.fan_out(key, &frame, Kind::Init, now);
+            }
+            MediaEvent::RelayFragment(frame) => {
+                if !stream.is_live() {
+                    return;
+                }
+                stream.publish_bytes += frame.len() as u64;
+                stream.go_live_relayed(&frame, now);
+                self.stats.fragments += 1;
+                self.fan_out(key, &frame, Kind::Data, now);
+            }
         }
     }
 

@@ -12,6 +12,7 @@ use crate::http::Responses;
 use crate::mp4::Movie;
 use crate::source::file::{FileSource, Video, VideoError};
 use crate::source::playout::Playout;
+use crate::source::relay::{RelayNext, RelaySource, RelayUrl};
 use crate::source::stdin::{StdinNext, StdinSource};
 use crate::sse::{Frame, KEEPALIVE};
 use crate::stream::{Publisher, Registry, SourceKind, StreamName};
@@ -31,6 +32,10 @@ use std::time::{Duration, Instant};
 const LISTENER: Token = Token(usize::MAX - 1);
 const SIGNALS: Token = Token(usize::MAX - 2);
 const STDIN: Token = Token(usize::MAX - 3);
+/// Relays take the tokens from this one down, one each (slab keys never come near).
+const RELAY_BASE: usize = usize::MAX - 16;
+/// Most relays one server runs.
+pub const MAX_RELAYS: usize = 4096;
 
 /// Most connections accepted per readiness event before other work gets a turn.
 const ACCEPT_BATCH: usize = 256;
@@ -79,6 +84,7 @@ pub enum ServerError {
     Io(io::Error),
     Video(VideoError),
     Stdin(io::Error),
+    Relay(String),
 }
 
 impl fmt::Display for ServerError {
@@ -88,6 +94,7 @@ impl fmt::Display for ServerError {
             ServerError::Io(e) => write!(f, "event loop failed: {e}"),
             ServerError::Video(e) => write!(f, "{e}"),
             ServerError::Stdin(e) => write!(f, "cannot read standard input: {e}"),
+            ServerError::Relay(e) => write!(f, "{e}"),
         }
     }
 }
@@ -116,6 +123,9 @@ pub struct Server {
     conns: Slab<Connection>,
     files: Vec<FileSource>,
     stdin: Option<StdinSource>,
+    relays: Vec<RelaySource>,
+    /// Relays whose last read stopped before the socket would block.
+    relays_again: Vec<usize>,
     /// Standard input is ahead of real time: read it again then.
     stdin_hold: Option<Instant>,
     stdin_again: bool,
@@ -161,6 +171,7 @@ impl Server {
         let mut streams = Registry::new(cfg.backlog / cfg.speed.max(1));
         let mut files = Vec::new();
         let mut stdin = None;
+        let mut relays = Vec::new();
         for spec in &cfg.streams {
             match &spec.source {
                 Source::File(path) => {
@@ -174,6 +185,20 @@ impl Server {
                         false,
                         now,
                     ));
+                }
+                Source::Relay(url) => {
+                    if relays.len() >= MAX_RELAYS {
+                        return Err(ServerError::Relay(format!("at most {MAX_RELAYS} relays")));
+                    }
+                    let url = RelayUrl::parse(url).map_err(ServerError::Relay)?;
+                    let key = streams
+                        .add_configured(spec.name, SourceKind::Relay, false, now)
+                        .ok_or_else(|| ServerError::Relay("duplicate name".into()))?;
+                    if let Some(s) = streams.get_mut(key) {
+                        s.publisher = Some(Publisher::Internal);
+                    }
+                    let token = Token(RELAY_BASE - relays.len());
+                    relays.push(RelaySource::new(key, url, token, now));
                 }
                 Source::Stdin => {
                     let key = streams
@@ -238,6 +263,8 @@ impl Server {
             conns: Slab::new(),
             files,
             stdin,
+            relays,
+            relays_again: Vec::new(),
             stdin_hold: None,
             stdin_again: false,
             keepalive: Frame::control(KEEPALIVE),
@@ -272,6 +299,11 @@ impl Server {
     /// The streams, for the startup log.
     pub fn streams(&self) -> &Registry {
         &self.shared.streams
+    }
+
+    /// The relays, for the startup log.
+    pub fn relays(&self) -> &[RelaySource] {
+        &self.relays
     }
 
     /// The file streams, for the startup log.
@@ -309,6 +341,9 @@ impl Server {
                         }
                     }
                     STDIN => self.read_stdin(now),
+                    Token(t) if t <= RELAY_BASE && RELAY_BASE - t < self.relays.len() => {
+                        self.relay_ready(RELAY_BASE - t, now)
+                    }
                     Token(key) => {
                         let readable = event.is_readable() || event.is_read_closed();
                         let writable = event.is_writable() || event.is_error();
@@ -327,22 +362,33 @@ impl Server {
     }
 
     fn poll_timeout(&self, now: Instant) -> Duration {
-        if !self.again.is_empty() || self.stdin_again || self.may_accept() {
+        if !self.again.is_empty()
+            || self.stdin_again
+            || !self.relays_again.is_empty()
+            || self.may_accept()
+        {
             return Duration::ZERO;
         }
         let mut next = self.next_stats.min(self.next_housekeeping);
-        for t in self.files.iter().map(|f| f.playout.next_due()).chain(
-            [
-                self.head_timers.front().map(|t| t.0),
-                self.respond_timers.front().map(|t| t.0),
-                self.linger_timers.front().map(|t| t.0),
-                self.hold_timers.peek().map(|t| t.0 .0),
-                self.stdin_hold,
-                self.accept_paused_until,
-            ]
-            .into_iter()
-            .flatten(),
-        ) {
+        let relays = self.relays.iter().map(RelaySource::deadline);
+        for t in self
+            .files
+            .iter()
+            .map(|f| f.playout.next_due())
+            .chain(relays)
+            .chain(
+                [
+                    self.head_timers.front().map(|t| t.0),
+                    self.respond_timers.front().map(|t| t.0),
+                    self.linger_timers.front().map(|t| t.0),
+                    self.hold_timers.peek().map(|t| t.0 .0),
+                    self.stdin_hold,
+                    self.accept_paused_until,
+                ]
+                .into_iter()
+                .flatten(),
+            )
+        {
             next = next.min(t);
         }
         // Round up to the next millisecond: epoll sleeps in whole ms, and waking a fraction
@@ -513,6 +559,35 @@ impl Server {
         self.apply_media(now);
     }
 
+    fn relay_ready(&mut self, i: usize, now: Instant) {
+        let Some(relay) = self.relays.get_mut(i) else {
+            return;
+        };
+        let next = relay.on_ready(
+            self.shared.poll.registry(),
+            &mut self.shared.scratch,
+            now,
+            &mut self.shared.media,
+        );
+        if next == RelayNext::Again {
+            self.relays_again.push(i);
+        }
+        self.apply_media(now);
+    }
+
+    /// Relays whose back-off ended or whose upstream went silent, and reads that yielded.
+    fn relay_timers(&mut self, now: Instant) {
+        for i in std::mem::take(&mut self.relays_again) {
+            self.relay_ready(i, now);
+        }
+        for relay in &mut self.relays {
+            if now >= relay.deadline() {
+                relay.on_timer(self.shared.poll.registry(), now, &mut self.shared.media);
+            }
+        }
+        self.apply_media(now);
+    }
+
     fn tick(&mut self, now: Instant) -> Result<(), ServerError> {
         let again = std::mem::take(&mut self.again);
         for (key, id) in &again {
@@ -534,6 +609,7 @@ impl Server {
             self.read_stdin(now);
         }
         self.release_fragments(now)?;
+        self.relay_timers(now);
         self.expire_timers(now);
         if now >= self.next_housekeeping {
             self.next_housekeeping = now + HOUSEKEEPING;

@@ -27,6 +27,8 @@ pub enum SourceKind {
     Stdin,
     /// An HTTP publisher (`POST`/`PUT /publish/NAME`).
     Http,
+    /// Another ssecast's stream, pulled.
+    Relay,
 }
 
 impl SourceKind {
@@ -35,6 +37,7 @@ impl SourceKind {
             SourceKind::File => "file",
             SourceKind::Stdin => "stdin",
             SourceKind::Http => "http",
+            SourceKind::Relay => "relay",
         }
     }
 }
@@ -186,6 +189,31 @@ impl Stream {
         self.changed_at = now;
         self.sessions += 1;
         frame
+    }
+
+    /// A relayed session starts with the upstream's own `init` frame.
+    pub fn start_relayed_session(
+        &mut self,
+        frame: Rc<Frame>,
+        info: StreamInfo,
+        timescales: Vec<u32>,
+        now: Instant,
+    ) {
+        self.init = Some(frame);
+        self.info = Some(info);
+        self.timescales = timescales;
+        self.backlog.clear();
+        self.live = true;
+        self.changed_at = now;
+        self.sessions += 1;
+    }
+
+    /// A relayed fragment goes live with the upstream's event (and so its id) as it came.
+    pub fn go_live_relayed(&mut self, frame: &Rc<Frame>, now: Instant) {
+        self.sequence = frame.sequence().unwrap_or(self.sequence);
+        self.fragments += 1;
+        self.last_fragment_at = Some(now);
+        self.backlog.push(now, Rc::clone(frame));
     }
 
     /// The per-track shifts (added modulo 2^64) that place a fragment of the current session
