@@ -11,6 +11,7 @@ pub mod pacing;
 pub mod playout;
 pub mod push;
 pub mod relay;
+pub mod rtmp;
 pub mod stdin;
 
 use crate::mp4::InitSegment;
