@@ -109,7 +109,11 @@ fn stream_json(s: &Stream, default: bool, now: Instant, out: &mut String) {
             .unwrap_or("");
         out.push_str("\",\"codecs\":\"");
         json_escape(codecs, out);
-        let _ = write!(out, "\",\"width\":{},\"height\":{}", info.width, info.height);
+        let _ = write!(
+            out,
+            "\",\"width\":{},\"height\":{}",
+            info.width, info.height
+        );
     }
     out.push('}');
 }
@@ -174,22 +178,86 @@ fn family(
 pub fn prometheus(streams: &Registry, m: &Metrics, now: Instant) -> String {
     let mut out = String::with_capacity(4096);
     let f = &mut out;
-    family(f, streams, "ssecast_stream_viewers", "gauge", "Viewers connected.", |s| {
-        s.viewers.len() as u64
-    });
-    family(f, streams, "ssecast_stream_live", "gauge", "1 while the stream is live.", |s| {
-        u64::from(s.is_live())
-    });
-    family(f, streams, "ssecast_stream_publishers", "gauge", "Publishers connected.", |s| {
-        u64::from(matches!(s.publisher, Some(Publisher::Conn { .. })))
-    });
-    family(f, streams, "ssecast_stream_bitrate_bits_per_second", "gauge", "Bitrate of the fragments over the last few seconds.", |s| s.bitrate());
-    family(f, streams, "ssecast_stream_sent_bytes_total", "counter", "Bytes written to viewers.", |s| s.bytes_sent);
-    family(f, streams, "ssecast_stream_fragments_total", "counter", "Fragments that went live.", |s| s.fragments);
-    family(f, streams, "ssecast_stream_skipped_fragments_total", "counter", "Fragments slow viewers skipped.", |s| s.skipped);
-    family(f, streams, "ssecast_stream_skipping_viewers_total", "counter", "Viewers that skipped fragments at least once.", |s| s.viewers_skipped);
-    family(f, streams, "ssecast_stream_sessions_total", "counter", "Times the stream went live.", |s| s.sessions);
-    family(f, streams, "ssecast_stream_publish_bytes_total", "counter", "Media bytes received from publishers.", |s| s.publish_bytes);
+    family(
+        f,
+        streams,
+        "ssecast_stream_viewers",
+        "gauge",
+        "Viewers connected.",
+        |s| s.viewers.len() as u64,
+    );
+    family(
+        f,
+        streams,
+        "ssecast_stream_live",
+        "gauge",
+        "1 while the stream is live.",
+        |s| u64::from(s.is_live()),
+    );
+    family(
+        f,
+        streams,
+        "ssecast_stream_publishers",
+        "gauge",
+        "Publishers connected.",
+        |s| u64::from(matches!(s.publisher, Some(Publisher::Conn { .. }))),
+    );
+    family(
+        f,
+        streams,
+        "ssecast_stream_bitrate_bits_per_second",
+        "gauge",
+        "Bitrate of the fragments over the last few seconds.",
+        |s| s.bitrate(),
+    );
+    family(
+        f,
+        streams,
+        "ssecast_stream_sent_bytes_total",
+        "counter",
+        "Bytes written to viewers.",
+        |s| s.bytes_sent,
+    );
+    family(
+        f,
+        streams,
+        "ssecast_stream_fragments_total",
+        "counter",
+        "Fragments that went live.",
+        |s| s.fragments,
+    );
+    family(
+        f,
+        streams,
+        "ssecast_stream_skipped_fragments_total",
+        "counter",
+        "Fragments slow viewers skipped.",
+        |s| s.skipped,
+    );
+    family(
+        f,
+        streams,
+        "ssecast_stream_skipping_viewers_total",
+        "counter",
+        "Viewers that skipped fragments at least once.",
+        |s| s.viewers_skipped,
+    );
+    family(
+        f,
+        streams,
+        "ssecast_stream_sessions_total",
+        "counter",
+        "Times the stream went live.",
+        |s| s.sessions,
+    );
+    family(
+        f,
+        streams,
+        "ssecast_stream_publish_bytes_total",
+        "counter",
+        "Media bytes received from publishers.",
+        |s| s.publish_bytes,
+    );
     let _ = writeln!(
         out,
         "# HELP ssecast_connections Open connections by phase.\n# TYPE ssecast_connections gauge"
@@ -198,11 +266,22 @@ pub fn prometheus(streams: &Registry, m: &Metrics, now: Instant) -> String {
         let _ = writeln!(out, "ssecast_connections{{phase=\"{label}\"}} {n}");
     }
     let counters = [
-        ("ssecast_connections_accepted_total", "Connections accepted.", m.accepted),
-        ("ssecast_connections_refused_total", "Connections answered 503 (over --max-clients).", m.refused),
+        (
+            "ssecast_connections_accepted_total",
+            "Connections accepted.",
+            m.accepted,
+        ),
+        (
+            "ssecast_connections_refused_total",
+            "Connections answered 503 (over --max-clients).",
+            m.refused,
+        ),
     ];
     for (name, help, v) in counters {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+        );
     }
     let _ = writeln!(
         out,
@@ -238,7 +317,14 @@ mod tests {
     fn status_and_metrics_reflect_the_counters() {
         let t0 = Instant::now();
         let mut r = Registry::new(Duration::from_secs(10));
-        let k = r.add_configured(StreamName::parse("cam").unwrap(), SourceKind::Stdin, false, t0).unwrap();
+        let k = r
+            .add_configured(
+                StreamName::parse("cam").unwrap(),
+                SourceKind::Stdin,
+                false,
+                t0,
+            )
+            .unwrap();
         let s = r.get_mut(k).unwrap();
         let info = StreamInfo {
             mime: "video/mp4; codecs=\"avc1.42c01e\"".into(),

@@ -54,15 +54,30 @@ fn status_and_metrics_follow_viewers_and_publishers() {
     }
     let all = streams(&server);
     let f = stream(&all, "film");
-    assert_eq!((f["kind"].as_str(), f["live"].as_bool()), (Some("file"), Some(true)));
+    assert_eq!(
+        (f["kind"].as_str(), f["live"].as_bool()),
+        (Some("file"), Some(true))
+    );
     assert_eq!(f["viewers"], 3);
     assert_eq!(f["default"], true);
-    assert_eq!((f["width"].as_u64(), f["height"].as_u64()), (Some(320), Some(180)));
+    assert_eq!(
+        (f["width"].as_u64(), f["height"].as_u64()),
+        (Some(320), Some(180))
+    );
     let c = stream(&all, "cam");
-    assert_eq!((c["live"].as_bool(), c["viewers"].as_u64()), (Some(false), Some(2)));
+    assert_eq!(
+        (c["live"].as_bool(), c["viewers"].as_u64()),
+        (Some(false), Some(2))
+    );
     let (head, text) = get(&server, "/metrics");
-    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
-    assert_eq!(metric(&text, "ssecast_stream_viewers{stream=\"film\"}"), 3.0);
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert_eq!(
+        metric(&text, "ssecast_stream_viewers{stream=\"film\"}"),
+        3.0
+    );
     assert_eq!(metric(&text, "ssecast_stream_viewers{stream=\"cam\"}"), 2.0);
     assert_eq!(metric(&text, "ssecast_connections{phase=\"stream\"}"), 5.0);
     assert!(metric(&text, "ssecast_stream_sent_bytes_total{stream=\"film\"}") > 0.0);
@@ -81,12 +96,21 @@ fn status_and_metrics_follow_viewers_and_publishers() {
     }
     let c = streams(&server);
     let c = stream(&c, "cam");
-    assert_eq!((c["kind"].as_str(), c["live"].as_bool()), (Some("http"), Some(true)));
-    assert_eq!((c["publishers"].as_u64(), c["fragments"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(
+        (c["kind"].as_str(), c["live"].as_bool()),
+        (Some("http"), Some(true))
+    );
+    assert_eq!(
+        (c["publishers"].as_u64(), c["fragments"].as_u64()),
+        (Some(1), Some(1))
+    );
     assert_eq!(c["publish_bytes"].as_u64(), Some(first.len() as u64));
     assert!(c["seconds_since_fragment"].as_f64().unwrap() < 5.0);
     let text = get(&server, "/metrics").1;
-    assert_eq!(metric(&text, "ssecast_stream_publishers{stream=\"cam\"}"), 1.0);
+    assert_eq!(
+        metric(&text, "ssecast_stream_publishers{stream=\"cam\"}"),
+        1.0
+    );
     assert_eq!(metric(&text, "ssecast_connections{phase=\"publish\"}"), 1.0);
 
     // A viewer leaves, the publisher goes.
@@ -97,7 +121,10 @@ fn status_and_metrics_follow_viewers_and_publishers() {
         stream(&all, "film")["viewers"] == 2 && stream(&all, "cam")["live"] == false
     }));
     let one: serde_json::Value = serde_json::from_str(&get(&server, "/api/streams/cam").1).unwrap();
-    assert_eq!((one["name"].as_str(), one["sessions"].as_u64()), (Some("cam"), Some(1)));
+    assert_eq!(
+        (one["name"].as_str(), one["sessions"].as_u64()),
+        (Some("cam"), Some(1))
+    );
     assert_eq!(one["publishers"], 0);
     let (head, _) = get(&server, "/api/streams/nope");
     assert!(head.starts_with("HTTP/1.1 404"), "{head}");
@@ -120,7 +147,9 @@ fn parse_with_prometheus_client(text: &str) {
         .stderr(Stdio::null())
         .status();
     if !probe.is_ok_and(|s| s.success()) {
-        eprintln!("skipped: the prometheus_client parser (python3-prometheus-client) is not installed");
+        eprintln!(
+            "skipped: the prometheus_client parser (python3-prometheus-client) is not installed"
+        );
         return;
     }
     let mut child = Command::new("python3")
@@ -130,9 +159,18 @@ fn parse_with_prometheus_client(text: &str) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("python3");
-    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let counts = String::from_utf8_lossy(&out.stdout);
     let families: usize = counts.split_whitespace().next().unwrap().parse().unwrap();
     assert!(families >= 15, "{counts}");

@@ -152,7 +152,11 @@ pub(super) fn status(ctx: &Ctx<'_>, name: Option<StreamName>, head_only: bool) -
         None => None,
         Some(n) => match ctx.streams.find(&n) {
             Some(k) => Some(k),
-            None => return ctx.responses.refusal(Status::NotFound, "no such stream", head_only),
+            None => {
+                return ctx
+                    .responses
+                    .refusal(Status::NotFound, "no such stream", head_only)
+            }
         },
     };
     let body = crate::metrics::status_json(ctx.streams, only, ctx.now);

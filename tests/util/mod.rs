@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod live;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
