@@ -696,7 +696,8 @@ fn seven_viewer_pages_play_at_once_through_caddy_over_http2() {
     );
 }
 
-/// The README shows the configurations these tests run, not a copy that drifted.
+/// The README shows the configurations these tests run and the systemd unit in `examples/`, not
+/// copies that drifted.
 #[test]
 fn readme_shows_the_tested_proxy_configs() {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
@@ -708,5 +709,26 @@ fn readme_shows_the_tested_proxy_configs() {
     assert!(
         readme.contains(CADDY_SITE),
         "README lacks the tested Caddy site:\n{CADDY_SITE}"
+    );
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/ssecast.service"
+    ))
+    .expect("read examples/ssecast.service");
+    // The README shows the unit without its comments; it keeps the commented-out options.
+    let shown = unit
+        .lines()
+        .filter(|l| {
+            !l.is_empty()
+                && (!l.starts_with('#')
+                    || l.starts_with("#Ambient")
+                    || l.starts_with("#Capability"))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("\n[", "\n\n[");
+    assert!(
+        readme.contains(&format!("```ini\n{shown}```")),
+        "README lacks examples/ssecast.service as it is (without comments):\n{shown}"
     );
 }
