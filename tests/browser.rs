@@ -1,5 +1,5 @@
 //! The viewer page in a real browser: starts the server and a headless Chromium driven by
-//! chromedriver (WebDriver is plain HTTP + JSON, spoken here over a `TcpStream`), opens `/`, and
+//! chromedriver (`util::webdriver`: WebDriver over a `TcpStream`), opens `/`, and
 //! checks that the video plays, has the sample's size, records no media error and plays on
 //! across the sample's loop point, that a B-frame video loops without losing a frame, and that
 //! the page plays on when the server restarts. With ffmpeg publishing a live test source, it
