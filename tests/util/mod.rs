@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod live;
+pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -228,58 +229,65 @@ impl SseReader {
     /// The next event (comments are skipped; `retry` is remembered). `None` when the stream ends.
     /// Panics if no event completes within 30 s or an event grows past 16 MiB.
     pub fn next_event(&mut self) -> Option<Event> {
-        let mut ev = Event::default();
-        let mut any = false;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(
-                Instant::now() < deadline && ev.data.len() < 16 << 20,
-                "no complete event within 30 s"
-            );
-            let mut line = String::new();
-            match self.reader.read_line(&mut line) {
-                Ok(0) | Err(_) => return None,
-                Ok(_) => {}
-            }
-            let line = line.trim_end_matches('\n');
-            if line.is_empty() {
-                if any {
-                    if ev.event.is_empty() {
-                        ev.event = "message".into();
-                    }
-                    return Some(ev);
-                }
-                continue;
-            }
-            if line.starts_with(':') {
-                continue;
-            }
-            let (field, value) = line.split_once(':').unwrap_or((line, ""));
-            let value = value.strip_prefix(' ').unwrap_or(value);
-            match field {
-                "id" => {
-                    ev.id = Some(value.to_string());
-                    any = true;
-                }
-                "event" => {
-                    ev.event = value.to_string();
-                    any = true;
-                }
-                "data" => {
-                    if !ev.data.is_empty() {
-                        ev.data.push('\n');
-                    }
-                    ev.data.push_str(value);
-                    any = true;
-                }
-                "retry" => self.retry = value.parse().ok(),
-                _ => {}
-            }
-        }
+        read_event(&mut self.reader, &mut self.retry)
     }
 
     /// The underlying socket (to stop reading, shut down, etc.).
     pub fn socket(&self) -> &TcpStream {
         self.reader.get_ref()
+    }
+}
+
+/// Reads the next event of an SSE body from `reader` (any client: a socket, curl's output);
+/// comments are skipped and a `retry` field is stored in `retry`. `None` when the body ends.
+/// Panics if no event completes within 30 s or an event grows past 16 MiB.
+pub fn read_event(reader: &mut impl BufRead, retry: &mut Option<u64>) -> Option<Event> {
+    let mut ev = Event::default();
+    let mut any = false;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(
+            Instant::now() < deadline && ev.data.len() < 16 << 20,
+            "no complete event within 30 s"
+        );
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
+        }
+        let line = line.trim_end_matches('\n');
+        if line.is_empty() {
+            if any {
+                if ev.event.is_empty() {
+                    ev.event = "message".into();
+                }
+                return Some(ev);
+            }
+            continue;
+        }
+        if line.starts_with(':') {
+            continue;
+        }
+        let (field, value) = line.split_once(':').unwrap_or((line, ""));
+        let value = value.strip_prefix(' ').unwrap_or(value);
+        match field {
+            "id" => {
+                ev.id = Some(value.to_string());
+                any = true;
+            }
+            "event" => {
+                ev.event = value.to_string();
+                any = true;
+            }
+            "data" => {
+                if !ev.data.is_empty() {
+                    ev.data.push('\n');
+                }
+                ev.data.push_str(value);
+                any = true;
+            }
+            "retry" => *retry = value.parse().ok(),
+            _ => {}
+        }
     }
 }
