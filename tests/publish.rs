@@ -255,6 +255,30 @@ fn the_publish_key_is_required_and_accepted_every_way() {
 }
 
 #[test]
+fn a_keyless_publish_through_a_proxy_is_refused_even_from_loopback() {
+    let server = TestServer::start(&[]);
+    for header in [
+        "X-Forwarded-For: 203.0.113.9",
+        "Forwarded: for=203.0.113.9",
+        "Via: 1.1 proxy",
+    ] {
+        let mut s = start_publish(
+            server.addr,
+            "/publish/cam",
+            Framing::Length,
+            BFRAMES.len(),
+            &format!("{header}\r\n"),
+        );
+        send_body(&mut s, BFRAMES, Framing::Length, &mut Rng(3), 1 << 16);
+        let r = response(&mut s);
+        assert!(
+            r.starts_with("HTTP/1.1 403") && r.contains("--publish-key"),
+            "{header}: {r}"
+        );
+    }
+}
+
+#[test]
 fn one_publisher_per_name_and_files_cannot_be_published_over() {
     let server = TestServer::start(&["film=tests/bframes.mp4"]);
     let mut first = start_publish(server.addr, "/publish/cam", Framing::Chunked, 0, "");

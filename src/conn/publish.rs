@@ -91,7 +91,15 @@ impl Connection {
                 ))
             }
             (true, Auth::Invalid) => return Err((Status::Forbidden, "wrong publish key".into())),
-            (false, _) if self.peer.is_loopback() => {}
+            (false, _) if self.peer.is_loopback() && !p.proxied => {}
+            (false, _) if p.proxied => {
+                return Err((
+                    Status::Forbidden,
+                    "this publish came through a proxy, so it may come from anywhere: start \
+                     ssecast with --publish-key KEY and publish with the key"
+                        .into(),
+                ))
+            }
             (false, _) => {
                 return Err((
                     Status::Forbidden,

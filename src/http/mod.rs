@@ -35,6 +35,9 @@ pub struct Publish {
     pub expect_continue: bool,
     /// The credentials judged against `--publish-key` (`Missing` when no key is set).
     pub auth: Auth,
+    /// The request came through a proxy (`Forwarded`, `X-Forwarded-For`, `X-Real-IP` or
+    /// `Via`): its loopback address says nothing about the publisher.
+    pub proxied: bool,
 }
 
 /// Where a request goes.
@@ -258,7 +261,11 @@ fn publish(
     let mut length: Option<u64> = None;
     let mut chunked = false;
     let mut expect_continue = false;
+    let mut proxied = false;
     for h in req.headers.iter() {
+        proxied |= ["forwarded", "x-forwarded-for", "x-real-ip", "via"]
+            .iter()
+            .any(|p| h.name.eq_ignore_ascii_case(p));
         let value = h.value.trim_ascii();
         if h.name.eq_ignore_ascii_case("host") {
             hosts += 1;
@@ -304,6 +311,7 @@ fn publish(
         body,
         expect_continue,
         auth,
+        proxied,
     }))
 }
 

@@ -193,6 +193,10 @@ fn publish_requests_and_their_bodies() {
     assert_eq!(p.body, Body::Chunked);
     assert!(p.expect_continue);
     assert_eq!(p.auth, Auth::Missing);
+    assert!(!p.proxied);
+    let p =
+        publish("POST /publish/cam HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n");
+    assert!(p.proxied);
     let p = publish("PUT /publish/cam?key=k3y HTTP/1.1\r\nHost: x\r\nContent-Length: 1234\r\n\r\n");
     assert_eq!(p.body, Body::Length(1234));
     assert_eq!(p.auth, Auth::Valid);
