@@ -469,11 +469,9 @@ impl RtmpSession {
                     name: stream,
                 });
             }
-            "deleteStream" | "closeStream" => {
-                if self.publishing {
-                    self.publishing = false;
-                    self.events.push_back(RtmpEvent::Unpublish);
-                }
+            "deleteStream" | "closeStream" if self.publishing => {
+                self.publishing = false;
+                self.events.push_back(RtmpEvent::Unpublish);
             }
             _ => {}
         }
