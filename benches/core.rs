@@ -129,16 +129,7 @@ fn push_parse(c: &mut Criterion) {
                 let Ok(Some(PushEvent::Fragment(f))) = p.commit(1) else {
                     panic!("a fragment")
                 };
-                let runs: Vec<Run> = f
-                    .fragment
-                    .runs
-                    .iter()
-                    .map(|r| Run {
-                        track: r.track,
-                        decode_time: r.decode_time,
-                        duration: r.duration,
-                    })
-                    .collect();
+                let runs = Run::of(&f.fragment);
                 black_box(stream.place(&runs));
                 stream.go_live(&f.bytes, f.fragment.keyframe, now, 0)
             },

@@ -30,5 +30,5 @@ pub use boxes::{read_box, BoxRef, Boxes};
 pub use error::{Mp4Error, FIX_COMMAND, NAMED_ENTRIES};
 pub use fragment::{parse_fragment_at, Fragment, TrackRun};
 pub use init::{InitSegment, Track, TrackKind};
-pub use movie::Movie;
+pub use movie::{is_known_top_level, Movie};
 pub use render::{fragment_times, render_fragment, shift_decode_times};

@@ -262,7 +262,8 @@ impl Movie {
     }
 }
 
-fn is_known_top_level(t: &[u8; 4]) -> bool {
+/// Whether `t` is a box type an MP4 file can start with or hold at its top level.
+pub fn is_known_top_level(t: &[u8; 4]) -> bool {
     matches!(
         t,
         b"ftyp"

@@ -112,16 +112,7 @@ impl Server {
                 if !stream.is_live() {
                     return;
                 }
-                let runs: Vec<Run> = f
-                    .fragment
-                    .runs
-                    .iter()
-                    .map(|r| Run {
-                        track: r.track,
-                        decode_time: r.decode_time,
-                        duration: r.duration,
-                    })
-                    .collect();
+                let runs = Run::of(&f.fragment);
                 let shifts = stream.place(&runs);
                 if shifts.iter().any(|&s| s != 0)
                     && !shift_decode_times(&mut f.bytes, &f.fragment, shifts)

@@ -11,7 +11,9 @@
 //! a copy. [`PushParser::feed`] is the same for bytes that are already in memory. Sizes are
 //! checked against explicit caps before anything is allocated for them.
 
-use crate::mp4::{parse_fragment_at, read_box, Boxes, Fragment, InitSegment, Mp4Error};
+use crate::mp4::{
+    is_known_top_level, parse_fragment_at, read_box, Boxes, Fragment, InitSegment, Mp4Error,
+};
 use std::fmt;
 
 /// Largest fragment (prefix boxes + moof + mdat) accepted from a publisher.
@@ -253,7 +255,7 @@ impl PushParser {
                 fourcc(&box_type)
             )));
         }
-        if self.init.is_none() && self.ftyp.is_none() && at == 0 && !is_mp4_box(&box_type) {
+        if self.init.is_none() && self.ftyp.is_none() && at == 0 && !is_known_top_level(&box_type) {
             return Err(PushError::Unsupported(format!(
                 "the feed does not start like an MP4 file (first box '{}'); send fragmented MP4 \
                  (ffmpeg: -f mp4 -movflags frag_keyframe+empty_moov+default_base_moof)",
@@ -459,26 +461,6 @@ fn has_mvex(moov: &[u8]) -> bool {
         return false;
     };
     Boxes::children(moov, &b).any(|c| c.is_ok_and(|c| &c.box_type == b"mvex"))
-}
-
-fn is_mp4_box(t: &[u8; 4]) -> bool {
-    matches!(
-        t,
-        b"ftyp"
-            | b"styp"
-            | b"moov"
-            | b"moof"
-            | b"mdat"
-            | b"free"
-            | b"skip"
-            | b"wide"
-            | b"uuid"
-            | b"sidx"
-            | b"meta"
-            | b"prft"
-            | b"emsg"
-            | b"pdin"
-    )
 }
 
 #[cfg(test)]

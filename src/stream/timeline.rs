@@ -5,6 +5,8 @@
 //!
 //! Pure: runs (track, decode time, duration) and timescales in, per-track shifts out.
 
+use crate::mp4::Fragment;
+
 const NS: u128 = 1_000_000_000;
 
 /// One track run of a fragment, as far as the timeline cares.
@@ -13,6 +15,20 @@ pub struct Run {
     pub track: usize,
     pub decode_time: u64,
     pub duration: u64,
+}
+
+impl Run {
+    /// The runs of a parsed fragment.
+    pub fn of(f: &Fragment) -> Vec<Run> {
+        f.runs
+            .iter()
+            .map(|r| Run {
+                track: r.track,
+                decode_time: r.decode_time,
+                duration: r.duration,
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Default)]

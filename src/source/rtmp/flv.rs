@@ -50,41 +50,22 @@ pub fn video(p: &[u8]) -> Tag<'_> {
     if frame_type == 5 {
         return Tag::Skip; // video info / command frame
     }
-    match b0 & 0x0f {
-        7 => {}
-        12 => return legacy_hevc(p, frame_type),
+    let codec = match b0 & 0x0f {
+        7 => VideoCodec::Avc,
+        // HEVC with codec id 12, as some encoders send it without Enhanced RTMP (same layout).
+        12 => VideoCodec::Hevc,
         id => return Tag::Unsupported(format!("FLV video codec id {id}")),
-    }
+    };
     if p.len() < 5 {
         return Tag::Skip;
     }
     match p[1] {
         0 => Tag::VideoConfig {
-            codec: VideoCodec::Avc,
+            codec,
             record: &p[5..],
         },
         1 => Tag::Video {
-            codec: VideoCodec::Avc,
-            keyframe: frame_type == 1,
-            cts: si24(&p[2..5]),
-            data: &p[5..],
-        },
-        _ => Tag::Skip,
-    }
-}
-
-/// HEVC with codec id 12, as some encoders send it without Enhanced RTMP (same layout as AVC).
-fn legacy_hevc(p: &[u8], frame_type: u8) -> Tag<'_> {
-    if p.len() < 5 {
-        return Tag::Skip;
-    }
-    match p[1] {
-        0 => Tag::VideoConfig {
-            codec: VideoCodec::Hevc,
-            record: &p[5..],
-        },
-        1 => Tag::Video {
-            codec: VideoCodec::Hevc,
+            codec,
             keyframe: frame_type == 1,
             cts: si24(&p[2..5]),
             data: &p[5..],
