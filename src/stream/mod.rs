@@ -79,6 +79,8 @@ pub struct Stream {
     /// Counters for the status API and logs.
     pub fragments: u64,
     pub sessions: u64,
+    /// Viewers that were sent the compressed (gzip) stream since the stream was created.
+    pub compressed_viewers: u64,
 }
 
 impl Stream {
@@ -102,6 +104,7 @@ impl Stream {
             last_output: now,
             fragments: 0,
             sessions: 0,
+            compressed_viewers: 0,
         }
     }
 
