@@ -174,9 +174,17 @@ fn push_parse(c: &mut Criterion) {
 fn deliver(c: &mut Criterion) {
     let mut g = c.benchmark_group("deliver_per_viewer");
     g.measurement_time(Duration::from_secs(4));
-    for &(label, payload) in &[("1KiB", 1024usize), ("sample_fragment", 0)] {
+    for &(label, payload) in &[
+        ("1KiB", 1024usize),
+        ("sample_fragment", 0),
+        ("sample_fragment_gzip", 0),
+    ] {
         for &n in &[100usize, 1000] {
-            let mut h = FanoutHarness::new(n, 64 << 20).expect("harness");
+            // The gzip case: every viewer asked for gzip, so each gets the compressed form (made
+            // by the first, before the timing of the others starts to matter).
+            let compressed = if label.ends_with("gzip") { n } else { 0 };
+            let mut h =
+                FanoutHarness::with_viewers(n - compressed, compressed, 64 << 20).expect("harness");
             let frame = if payload == 0 {
                 h.next_fragment()
             } else {
