@@ -285,6 +285,24 @@ mod tests {
     }
 
     #[test]
+    fn events_are_compressed_once_and_http_bytes_never() {
+        let f = data_frame(1, 2, true, &[7u8; 3000]);
+        assert!(
+            !f.is_deflated(),
+            "nothing is compressed until a viewer needs it"
+        );
+        assert_eq!(f.wire(false), &*f.bytes);
+        let first = f.wire(true).as_ptr();
+        assert!(f.is_deflated() && f.wire(true).len() < f.len());
+        assert_eq!(f.wire(true).as_ptr(), first, "made once, then shared");
+        let keepalive = Frame::event(KEEPALIVE);
+        assert_ne!(keepalive.wire(true), KEEPALIVE);
+        let head = Frame::control(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
+        assert_eq!(head.wire(true), &*head.bytes);
+        assert!(!head.is_deflated());
+    }
+
+    #[test]
     fn event_ids_parse_and_match() {
         let f = data_frame(7, 99, true, b"x");
         assert!(EventId::parse("7.99").unwrap().matches(&f));
