@@ -6,6 +6,8 @@
 # The `ssecast-live` row is ssecast serving a live stream instead of a file: ffmpeg (pinned with
 # the load generator, so only the server is measured) publishes the same video at real time
 # (`-re -stream_loop -1 -c copy`) to /publish/live over HTTP, and the clients watch /events/live.
+# The `ssecast-gzip` row is ssecast serving the same file to clients that ask for gzip
+# (ssecast-load --gzip): every event compressed once and shared, the clients inflating.
 # A manual benchmark (not run in CI). Everything listens on and connects to 127.0.0.1 only.
 #
 #   benches/compare.sh
@@ -15,7 +17,8 @@
 #   DURATION=20          seconds of load per run (ssecast-load --duration)
 #   RAMP=500             connections opened per second (ssecast-load --ramp)
 #   SPEED=1              playout speed for every server
-#   SERVERS="ssecast floor nchan node axum"   (also: ssecast-live, which needs ffmpeg and SPEED=1)
+#   SERVERS="ssecast floor nchan node axum"   (also: ssecast-gzip; ssecast-live, which needs
+#                        ffmpeg and SPEED=1)
 #   VIDEO=web/sample.mp4
 #   AXUM_THREADS=1       tokio worker threads for the axum peer (1 = current-thread runtime)
 #   REPEAT=1             runs of every case (interleaved); the table shows medians
@@ -108,7 +111,9 @@ if [ "$BUILD" = 1 ]; then
     esac
 fi
 [ -x "$loadgen" ] || die "no load generator at $loadgen"
-case " $SERVERS " in *" ssecast "* | *" ssecast-live "*) [ -x "$ssecast" ] || die "no $ssecast" ;; esac
+case " $SERVERS " in
+    *" ssecast "* | *" ssecast-live "* | *" ssecast-gzip "*) [ -x "$ssecast" ] || die "no $ssecast" ;;
+esac
 case " $SERVERS " in *" ssecast-live "*) [ "$SPEED" = 1 ] || die "ssecast-live plays at real time only (SPEED=1)" ;; esac
 case " $SERVERS " in *" axum "*) [ -x "$axum_bin" ] || die "no $axum_bin" ;; esac
 case " $SERVERS " in *" floor "*) [ -x "$floor_bin" ] || die "no $floor_bin" ;; esac
@@ -179,7 +184,7 @@ start_server() {
                 "http://127.0.0.1:$port/publish/live" >"$out/ffmpeg-$3.log" 2>&1 &
             publisher_pid=$!
             ;;
-        ssecast)
+        ssecast | ssecast-gzip)
             "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" --speed "$SPEED" "$VIDEO" \
                 >"$log" 2>&1 &
             server_pid=$!
@@ -206,7 +211,7 @@ start_server() {
                 --prefix "$nchan_prefix" "$VIDEO" >"$log" 2>&1 &
             server_pid=$!
             ;;
-        *) die "unknown server $name (known: ssecast ssecast-live floor nchan node axum)" ;;
+        *) die "unknown server $name (known: ssecast ssecast-gzip ssecast-live floor nchan node axum)" ;;
     esac
 
     # Ready = /events answers 200 and a data event has gone out (so a new client gets one).
@@ -248,13 +253,15 @@ for name in $SERVERS; do
         port="$(free_port)"
         say "$name with $n clients on 127.0.0.1:$port (run $rep of $REPEAT)"
         start_server "$name" "$port" "$n"
+        gzip=()
+        [ "$name" = ssecast-gzip ] && gzip=(--gzip)
         python3 "$peers/measure.py" run --server "$name" --clients "$n" \
             --pids-file "$work/pids" --out "$results" \
             --loadgen-log "$out/$name-$n.loadgen.log" \
             --timeout "$((DURATION + 60))" -- \
             "${pin_load[@]}" "$loadgen" --url "http://127.0.0.1:$port$(events_path "$name")" --clients "$n" \
             --ramp "$RAMP" --duration "$DURATION" --expect-interval-ms "$interval_ms" \
-            --json >/dev/null \
+            "${gzip[@]}" --json >/dev/null \
             || say "$name with $n clients: the load generator gave no report (see $out/$name-$n.loadgen.log)"
         stop_server
     done

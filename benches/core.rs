@@ -1,9 +1,9 @@
-//! Criterion benches for the hot paths: HTTP request parsing, SSE encoding of a fragment, MP4
-//! splitting of the sample, the push parser a publisher's body goes through, and the per-viewer
+//! Criterion benches for the hot paths: HTTP request parsing, SSE encoding of a fragment, its
+//! compression (ours against two well-kept deflate crates), MP4 splitting of the sample, the push parser a publisher's body goes through, and the per-viewer
 //! cost of delivering one fragment (offer to the
 //! queue + one vectored write to a real loopback socket), reported per viewer.
 //!
-//! Run: `cargo bench --bench core` (add `-- --quick` for a fast pass).
+//! Run: `cargo bench --bench core` (add `-- --quick` for a fast pass; `-- compress` for one group).
 
 use criterion::{
     black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput,
@@ -14,6 +14,7 @@ use ssecast::http::parse_request;
 use ssecast::mp4::Movie;
 use ssecast::source::file::SAMPLE;
 use ssecast::source::push::{PushEvent, PushParser};
+use ssecast::sse::deflate::deflate_frame;
 use ssecast::sse::{data_frame, StreamInfo};
 use ssecast::stream::timeline::Run;
 use ssecast::stream::{Stream, StreamName};
@@ -43,6 +44,78 @@ fn sse_encode(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(frag.len() as u64));
     g.bench_function("encode_fragment", |b| {
         b.iter(|| data_frame(black_box(42), 1_732_400_000_123, true, black_box(frag)))
+    });
+    g.finish();
+}
+
+/// The compressed form of the sample's largest `data` event, made once per frame for every
+/// compressed viewer: throughput is base64-and-SSE bytes in. Ours (Huffman-only) against
+/// `miniz_oxide` in its Huffman-only mode and `flate2` at its fastest level (LZ77 + Huffman),
+/// each ending with a full flush; the sizes go to stderr once.
+fn compress(c: &mut Criterion) {
+    use flate2::{Compress, Compression, FlushCompress};
+    use miniz_oxide::deflate::core::{
+        compress as miniz, create_comp_flags_from_zip_params, CompressionStrategy, CompressorOxide,
+        TDEFLFlush,
+    };
+    let movie = Movie::parse(SAMPLE).expect("sample");
+    let frag = movie
+        .fragments
+        .iter()
+        .map(|f| &SAMPLE[f.range.clone()])
+        .max_by_key(|f| f.len())
+        .expect("fragments");
+    let frame = data_frame(42, 1_732_400_000_123, true, frag);
+    let input: &[u8] = &frame.bytes;
+    let out_cap = input.len() + 1024;
+    // Both keep one compressor and reset it per frame, so they are not charged for allocating
+    // their state.
+    let mut miniz_state = CompressorOxide::new(create_comp_flags_from_zip_params(
+        1,
+        -15,
+        CompressionStrategy::HuffmanOnly as i32,
+    ));
+    let mut huffman_miniz = |out: &mut Vec<u8>| {
+        miniz_state.reset();
+        out.resize(out_cap, 0);
+        let (_, _, n) = miniz(&mut miniz_state, input, out, TDEFLFlush::Full);
+        out.truncate(n);
+    };
+    let mut flate2_state = Compress::new(Compression::fast(), false);
+    let mut fast_flate2 = |out: &mut Vec<u8>| {
+        flate2_state.reset();
+        out.clear();
+        flate2_state
+            .compress_vec(input, out, FlushCompress::Full)
+            .expect("deflate");
+    };
+    let mut out = Vec::with_capacity(out_cap);
+    let sizes = [
+        ("ours", deflate_frame(input).len()),
+        ("miniz_oxide_huffman", {
+            huffman_miniz(&mut out);
+            out.len()
+        }),
+        ("flate2_fast", {
+            fast_flate2(&mut out);
+            out.len()
+        }),
+    ];
+    for (name, n) in sizes {
+        eprintln!(
+            "compress/{name}: {} SSE bytes -> {n} ({:.4} per media byte)",
+            input.len(),
+            n as f64 / frag.len() as f64
+        );
+    }
+    let mut g = c.benchmark_group("compress");
+    g.throughput(Throughput::Bytes(input.len() as u64));
+    g.bench_function("ours", |b| b.iter(|| deflate_frame(black_box(input))));
+    g.bench_function("miniz_oxide_huffman", |b| {
+        b.iter(|| huffman_miniz(black_box(&mut out)))
+    });
+    g.bench_function("flate2_fast", |b| {
+        b.iter(|| fast_flate2(black_box(&mut out)))
     });
     g.finish();
 }
@@ -143,9 +216,17 @@ fn push_parse(c: &mut Criterion) {
 fn deliver(c: &mut Criterion) {
     let mut g = c.benchmark_group("deliver_per_viewer");
     g.measurement_time(Duration::from_secs(4));
-    for &(label, payload) in &[("1KiB", 1024usize), ("sample_fragment", 0)] {
+    for &(label, payload) in &[
+        ("1KiB", 1024usize),
+        ("sample_fragment", 0),
+        ("sample_fragment_gzip", 0),
+    ] {
         for &n in &[100usize, 1000] {
-            let mut h = FanoutHarness::new(n, 64 << 20).expect("harness");
+            // The gzip case: every viewer asked for gzip, so each gets the compressed form (made
+            // by the first, before the timing of the others starts to matter).
+            let compressed = if label.ends_with("gzip") { n } else { 0 };
+            let mut h =
+                FanoutHarness::with_viewers(n - compressed, compressed, 64 << 20).expect("harness");
             let frame = if payload == 0 {
                 h.next_fragment()
             } else {
@@ -169,5 +250,5 @@ fn deliver(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, http_parse, sse_encode, mp4_split, push_parse, deliver);
+criterion_group!(benches, http_parse, sse_encode, compress, mp4_split, push_parse, deliver);
 criterion_main!(benches);

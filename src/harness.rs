@@ -29,6 +29,17 @@ impl FanoutHarness {
     /// Connects `n` viewers over loopback, each with a `client_queue`-byte queue, and takes
     /// every one through its `GET /events` into the streaming phase.
     pub fn new(n: usize, client_queue: usize) -> io::Result<FanoutHarness> {
+        FanoutHarness::with_viewers(n, 0, client_queue)
+    }
+
+    /// Like [`FanoutHarness::new`] with `plain` viewers and then `compressed` ones, which ask
+    /// for gzip.
+    pub fn with_viewers(
+        plain: usize,
+        compressed: usize,
+        client_queue: usize,
+    ) -> io::Result<FanoutHarness> {
+        let n = plain + compressed;
         let now = Instant::now();
         let movie = Movie::parse(SAMPLE).map_err(io::Error::other)?;
         let init = movie.init.clone();
@@ -45,7 +56,7 @@ impl FanoutHarness {
             shared: Shared {
                 poll: Poll::new()?,
                 streams,
-                responses: Responses::new(),
+                responses: Responses::new(true),
                 scratch: vec![0u8; 64 * 1024].into_boxed_slice(),
                 stall_timeout: Duration::from_secs(3600),
                 publish_key: None,
@@ -70,7 +81,12 @@ impl FanoutHarness {
                 .poll
                 .registry()
                 .register(&mut socket, token, Interest::READABLE)?;
-            reader.write_all(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")?;
+            let request: &[u8] = if i < plain {
+                b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n"
+            } else {
+                b"GET /events HTTP/1.1\r\nHost: bench\r\nAccept-Encoding: gzip\r\n\r\n"
+            };
+            reader.write_all(request)?;
             reader.set_nonblocking(true)?;
             let peer = std::net::Ipv4Addr::LOCALHOST.into();
             let mut conn = Connection::new(i as u64, token, socket, peer, client_queue, false, now);

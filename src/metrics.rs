@@ -75,7 +75,7 @@ fn stream_json(s: &Stream, default: bool, now: Instant, out: &mut String) {
         out,
         "\",\"kind\":\"{}\",\"live\":{},\"default\":{},\"viewers\":{},\"publishers\":{publishers},\
          \"fragments\":{},\"sessions\":{},\"bytes_sent\":{},\"skipped_fragments\":{},\
-         \"viewers_skipped\":{},\"publish_bytes\":{},\"bitrate\":{}",
+         \"viewers_skipped\":{},\"publish_bytes\":{},\"bitrate\":{},\"compressed_viewers\":{}",
         s.kind.map_or("none", |k| k.as_str()),
         s.is_live(),
         default,
@@ -87,6 +87,7 @@ fn stream_json(s: &Stream, default: bool, now: Instant, out: &mut String) {
         s.viewers_skipped,
         s.publish_bytes,
         s.bitrate(),
+        s.compressed_viewers,
     );
     match s.last_fragment_at {
         Some(t) => {

@@ -2,6 +2,9 @@
 //! slow-viewer policy (drop what has not started, skip to the next keyframe, say so with a
 //! `reset` event) and the vectored write that drains it.
 //!
+//! A queue sends one form of every frame, plain or compressed (`Frame::wire`), and counts that
+//! form's bytes everywhere: the cap, what is pending, how far into a frame it is.
+//!
 //! Pure policy plus a `Write` sink, so it is tested without sockets. The queue never copies frame
 //! bytes and, once its ring has grown to the client's working depth, never allocates.
 
@@ -48,6 +51,8 @@ pub struct ClientQueue {
     skipped: u64,
     /// Data frames dropped over the queue's life.
     pub total_skipped: u64,
+    /// Sends the compressed form of every frame.
+    compressed: bool,
 }
 
 impl ClientQueue {
@@ -60,7 +65,27 @@ impl ClientQueue {
             skipping: false,
             skipped: 0,
             total_skipped: 0,
+            compressed: false,
         }
+    }
+
+    /// Sends the compressed form of every frame from now on (a viewer that asked for gzip).
+    pub fn send_compressed(&mut self) {
+        debug_assert!(
+            self.frames.is_empty(),
+            "the form is chosen before anything is queued"
+        );
+        self.compressed = true;
+    }
+
+    /// True when this queue sends compressed frames.
+    pub fn is_compressed(&self) -> bool {
+        self.compressed
+    }
+
+    /// Length of the form of `frame` this queue sends.
+    fn wire_len(&self, frame: &Frame) -> usize {
+        frame.wire(self.compressed).len()
     }
 
     /// Bytes queued and not yet written.
@@ -93,7 +118,7 @@ impl ClientQueue {
         if frame.is_empty() {
             return;
         }
-        self.pending += frame.len();
+        self.pending += self.wire_len(&frame);
         self.frames.push_back(frame);
     }
 
@@ -103,7 +128,7 @@ impl ClientQueue {
     /// stream is always whole SSE events.
     pub fn offer(&mut self, frame: &Rc<Frame>) -> Offer {
         if !self.skipping && self.fits(frame) {
-            self.pending += frame.len();
+            self.pending += self.wire_len(frame);
             self.frames.push_back(Rc::clone(frame));
             return Offer::Queued;
         }
@@ -115,10 +140,10 @@ impl ClientQueue {
             // Waiting without having dropped anything (a new session) needs no reset.
             if self.skipped > 0 {
                 let reset = reset_frame(self.skipped);
-                self.pending += reset.len();
+                self.pending += self.wire_len(&reset);
                 self.frames.push_back(reset);
             }
-            self.pending += frame.len();
+            self.pending += self.wire_len(frame);
             self.frames.push_back(Rc::clone(frame));
             self.skipping = false;
             self.skipped = 0;
@@ -133,7 +158,8 @@ impl ClientQueue {
     /// than the cap still reaches a viewer that has caught up, so a file with big fragments
     /// never starves everyone.
     fn fits(&self, frame: &Frame) -> bool {
-        self.pending + frame.len() <= self.cap || self.frames.iter().all(|f| f.sequence().is_none())
+        self.pending + self.wire_len(frame) <= self.cap
+            || self.frames.iter().all(|f| f.sequence().is_none())
     }
 
     /// Drops every data frame not yet started, counting them as skipped.
@@ -144,11 +170,12 @@ impl ClientQueue {
     fn drop_unstarted(&mut self) {
         let started = usize::from(self.offset > 0);
         let (mut index, mut bytes, mut count) = (0, 0, 0u64);
+        let compressed = self.compressed;
         self.frames.retain(|f| {
             let keep = index < started || f.sequence().is_none();
             index += 1;
             if !keep {
-                bytes += f.len();
+                bytes += f.wire(compressed).len();
                 count += 1;
             }
             keep
@@ -168,7 +195,7 @@ impl ClientQueue {
             let mut n = 0;
             for (i, f) in self.frames.iter().take(MAX_IOV).enumerate() {
                 let start = if i == 0 { self.offset } else { 0 };
-                slices[n] = IoSlice::new(&f.bytes[start..]);
+                slices[n] = IoSlice::new(&f.wire(self.compressed)[start..]);
                 n += 1;
             }
             match sink.write_vectored(&slices[..n]) {
@@ -193,7 +220,7 @@ impl ClientQueue {
             let Some(front) = self.frames.front() else {
                 break;
             };
-            let left = front.len() - self.offset;
+            let left = front.wire(self.compressed).len() - self.offset;
             if written >= left {
                 written -= left;
                 self.offset = 0;
@@ -380,7 +407,7 @@ mod tests {
     fn response_head_and_init_are_never_dropped() {
         let mut q = ClientQueue::new(1000);
         q.push_control(Frame::control(&b"HTTP/1.1 200 OK\r\n\r\n"[..]));
-        q.push_control(Frame::control(&b"event: init\ndata: {}\n\n"[..]));
+        q.push_control(Frame::event(&b"event: init\ndata: {}\n\n"[..]));
         assert_eq!(q.offer(&frame(1, true, 600)), Offer::Queued);
         assert_eq!(q.offer(&frame(2, false, 600)), Offer::Skipped);
         assert_eq!(q.offer(&frame(3, true, 600)), Offer::Queued);
@@ -410,10 +437,76 @@ mod tests {
     fn control_frames_ignore_the_cap_and_keep_order() {
         let mut q = ClientQueue::new(10);
         q.push_control(Frame::control(&b"HTTP/1.1 200 OK\r\n\r\n"[..]));
-        q.push_control(Frame::control(&b"retry: 2000\n\n"[..]));
+        q.push_control(Frame::event(&b"retry: 2000\n\n"[..]));
         let mut s = sink(usize::MAX);
         q.drain(&mut s).unwrap();
         assert_eq!(s.out, b"HTTP/1.1 200 OK\r\n\r\nretry: 2000\n\n");
+    }
+
+    /// Inflates a compressed viewer's body (after its gzip header) as a browser would.
+    fn inflate(body: &[u8]) -> Vec<u8> {
+        let mut gz = flate2::write::GzDecoder::new(Vec::new());
+        gz.write_all(body).unwrap();
+        gz.flush().unwrap();
+        gz.get_ref().clone()
+    }
+
+    #[test]
+    fn a_compressed_queue_sends_the_same_events_and_counts_wire_bytes() {
+        use crate::sse::deflate::GZIP_HEADER;
+        let frames: Vec<_> = (1..=4).map(|seq| frame(seq, seq == 1, 3000)).collect();
+        let mut plain = ClientQueue::new(1 << 20);
+        let mut gz = ClientQueue::new(1 << 20);
+        gz.send_compressed();
+        assert!(gz.is_compressed() && !plain.is_compressed());
+        gz.push_control(Frame::control(GZIP_HEADER));
+        let keepalive = Frame::event(crate::sse::KEEPALIVE);
+        for q in [&mut plain, &mut gz] {
+            q.push_control(Rc::clone(&keepalive));
+            for f in &frames {
+                q.offer(f);
+            }
+        }
+        let wire: usize = frames.iter().map(|f| f.wire(true).len()).sum();
+        assert_eq!(
+            gz.pending(),
+            GZIP_HEADER.len() + keepalive.wire(true).len() + wire
+        );
+        assert!(gz.pending() * 4 < plain.pending() * 3 + 200, "about 3/4");
+        // Each frame's compressed form was made once and is shared.
+        assert!(frames.iter().all(|f| f.is_deflated()));
+        let (mut a, mut b) = (sink(usize::MAX), sink(usize::MAX));
+        plain.drain(&mut a).unwrap();
+        gz.drain(&mut b).unwrap();
+        assert_eq!(inflate(&b.out), a.out);
+    }
+
+    #[test]
+    fn a_compressed_queue_caps_wire_bytes_and_resumes_with_a_compressed_reset() {
+        let one = frame(1, true, 3000).wire(true).len();
+        let cap = one * 3 + 64;
+        assert!(frame(1, true, 3000).len() * 3 > cap);
+        let mut q = ClientQueue::new(cap);
+        q.send_compressed();
+        q.push_control(Frame::control(crate::sse::deflate::GZIP_HEADER));
+        // Three compressed frames fit where three plain ones (4/3 larger) would not.
+        for seq in 1..=3 {
+            assert_eq!(q.offer(&frame(seq, seq == 1, 3000)), Offer::Queued, "{seq}");
+        }
+        let mut s = sink(one / 2);
+        assert_eq!(q.drain(&mut s).unwrap(), Drain::Blocked);
+        assert_eq!(q.offer(&frame(4, false, 3000)), Offer::Skipped);
+        assert_eq!(q.offer(&frame(5, true, 3000)), Offer::Queued);
+        s.budget = usize::MAX;
+        assert_eq!(q.drain(&mut s).unwrap(), Drain::Empty);
+        assert!(q.is_empty());
+        let text = String::from_utf8(inflate(&s.out)).unwrap();
+        let ids = events(text.as_bytes());
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert!(ids[0].starts_with("id: 1."));
+        assert_eq!(ids[1], "event: reset");
+        assert!(text.contains("{\"skipped\":3}"), "{text}");
+        assert!(ids[2].starts_with("id: 5."));
     }
 
     #[test]

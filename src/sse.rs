@@ -3,10 +3,15 @@
 //! frames.
 //!
 //! A frame is encoded once and shared by reference (`Rc<Frame>`) by every client that sends it,
-//! so the per-client cost of a fragment is a refcount and a slice in a `writev`. Pure: no I/O.
+//! so the per-client cost of a fragment is a refcount and a slice in a `writev`. Its compressed
+//! form (`deflate`) is made the same way: once, when the first viewer that asked for gzip needs
+//! it, and then shared. Pure: no I/O.
+
+pub mod deflate;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use std::cell::OnceCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -28,19 +33,73 @@ pub enum FrameKind {
 #[derive(Debug)]
 pub struct Frame {
     pub kind: FrameKind,
+    /// What a plain viewer is sent.
     pub bytes: Box<[u8]>,
+    /// What a compressed viewer is sent, for an SSE event: the event deflated on its own
+    /// ([`deflate::deflate_frame`]), made by the first compressed viewer that needs it.
+    /// Streams without compressed viewers never fill it.
+    deflated: OnceCell<Box<[u8]>>,
+    /// Sent as it is to every viewer, compressed or not: HTTP responses and response heads,
+    /// which are outside the compressed body.
+    raw: bool,
 }
 
 impl Frame {
+    /// HTTP bytes (a response, a response head), sent as they are to every client.
     pub fn control(bytes: impl Into<Box<[u8]>>) -> Rc<Frame> {
-        Rc::new(Frame {
-            kind: FrameKind::Control,
-            bytes: bytes.into(),
-        })
+        Rc::new(Frame::new(FrameKind::Control, bytes.into(), true))
     }
 
+    /// An SSE event every viewer must get (`init`, `reset`, `offline`, a keepalive): part of
+    /// the body, so compressed for viewers that asked for it.
+    pub fn event(bytes: impl Into<Box<[u8]>>) -> Rc<Frame> {
+        Rc::new(Frame::new(FrameKind::Control, bytes.into(), false))
+    }
+
+    /// A fragment's `data` event whose bytes are already encoded (a relay passes on its
+    /// upstream's event as it came).
+    pub fn data(
+        sequence: u64,
+        live_ms: u64,
+        keyframe: bool,
+        bytes: impl Into<Box<[u8]>>,
+    ) -> Rc<Frame> {
+        let kind = FrameKind::Data {
+            sequence,
+            live_ms,
+            keyframe,
+        };
+        Rc::new(Frame::new(kind, bytes.into(), false))
+    }
+
+    fn new(kind: FrameKind, bytes: Box<[u8]>, raw: bool) -> Frame {
+        Frame {
+            kind,
+            bytes,
+            deflated: OnceCell::new(),
+            raw,
+        }
+    }
+
+    /// Length of the plain form.
     pub fn len(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// The bytes a viewer is sent: the compressed form for one that asked for gzip (compressed
+    /// now if no viewer needed it before), the plain form otherwise.
+    pub fn wire(&self, compressed: bool) -> &[u8] {
+        if compressed && !self.raw {
+            self.deflated
+                .get_or_init(|| deflate::deflate_frame(&self.bytes))
+        } else {
+            &self.bytes
+        }
+    }
+
+    /// True once the compressed form exists (for tests and benches).
+    pub fn is_deflated(&self) -> bool {
+        self.deflated.get().is_some()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -114,14 +173,15 @@ pub fn data_frame(sequence: u64, live_ms: u64, keyframe: bool, fragment: &[u8]) 
     bytes[end] = b'\n';
     bytes[end + 1] = b'\n';
     bytes.truncate(end + 2);
-    Rc::new(Frame {
-        kind: FrameKind::Data {
+    Rc::new(Frame::new(
+        FrameKind::Data {
             sequence,
             live_ms,
             keyframe,
         },
-        bytes: bytes.into_boxed_slice(),
-    })
+        bytes.into_boxed_slice(),
+        false,
+    ))
 }
 
 /// What the `init` event tells the player about the stream.
@@ -146,12 +206,12 @@ pub fn init_frame(info: &StreamInfo, init_segment: &[u8]) -> Rc<Frame> {
         "\",\"width\":{},\"height\":{},\"bitrate\":{},\"duration\":{:.3}}}\n\n",
         info.width, info.height, info.bitrate, info.duration_secs
     );
-    Frame::control(s.into_bytes())
+    Frame::event(s.into_bytes())
 }
 
 /// The `reset` event telling a viewer it skipped `skipped` fragments.
 pub fn reset_frame(skipped: u64) -> Rc<Frame> {
-    Frame::control(format!("event: reset\ndata: {{\"skipped\":{skipped}}}\n\n").into_bytes())
+    Frame::event(format!("event: reset\ndata: {{\"skipped\":{skipped}}}\n\n").into_bytes())
 }
 
 /// The `offline` event: the stream is not live (yet, or any more); viewers stay and wait.
@@ -159,7 +219,7 @@ pub fn offline_frame(reason: &str) -> Rc<Frame> {
     let mut s = String::from("event: offline\ndata: {\"reason\":\"");
     json_escape(reason, &mut s);
     s.push_str("\"}\n\n");
-    Frame::control(s.into_bytes())
+    Frame::event(s.into_bytes())
 }
 
 /// Appends `v` to `out` escaped for the inside of a JSON string.
@@ -238,6 +298,24 @@ mod tests {
             &*o.bytes,
             &b"event: offline\ndata: {\"reason\":\"publisher \\\"x\\\" left\"}\n\n"[..]
         );
+    }
+
+    #[test]
+    fn events_are_compressed_once_and_http_bytes_never() {
+        let f = data_frame(1, 2, true, &[7u8; 3000]);
+        assert!(
+            !f.is_deflated(),
+            "nothing is compressed until a viewer needs it"
+        );
+        assert_eq!(f.wire(false), &*f.bytes);
+        let first = f.wire(true).as_ptr();
+        assert!(f.is_deflated() && f.wire(true).len() < f.len());
+        assert_eq!(f.wire(true).as_ptr(), first, "made once, then shared");
+        let keepalive = Frame::event(KEEPALIVE);
+        assert_ne!(keepalive.wire(true), KEEPALIVE);
+        let head = Frame::control(&b"HTTP/1.1 200 OK\r\n\r\n"[..]);
+        assert_eq!(head.wire(true), &*head.bytes);
+        assert!(!head.is_deflated());
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! chromedriver (`util::webdriver`: WebDriver over a `TcpStream`), opens `/`, and
 //! checks that the video plays, has the sample's size, records no media error and plays on
 //! across the sample's loop point, that a B-frame video loops without losing a frame, and that
-//! the page plays on when the server restarts. With ffmpeg publishing a live test source, it
+//! the page plays on when the server restarts; Chromium asks for gzip, and the server's counter
+//! shows it was sent the compressed stream (before and after the restart). With ffmpeg publishing a live test source, it
 //! checks that `/cam` plays the feed, says it is waiting before the feed starts and offline when
 //! the publisher goes away, and plays on, without a reload, when the publisher comes back at
 //! another resolution. Saves a screenshot per test to `target/browser-*.png`.
@@ -279,6 +280,22 @@ fn media_secs(p: &Value, key: &str) -> f64 {
     p[key].as_f64().unwrap_or(0.0)
 }
 
+/// Viewers the server sent the compressed stream, from `/api/streams`.
+fn compressed_viewers(server: &TestServer) -> u64 {
+    let out = server.raw(b"GET /api/streams HTTP/1.1\r\nHost: t\r\n\r\n");
+    let body = out
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(&out[..0], |i| &out[i + 4..]);
+    let streams: Value = serde_json::from_slice(body).expect("status JSON");
+    streams
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["compressed_viewers"].as_u64())
+        .sum()
+}
+
 #[test]
 fn viewer_page_plays_the_live_stream_across_the_loop_point() {
     if !have_browser() {
@@ -300,6 +317,11 @@ fn viewer_page_plays_the_live_stream_across_the_loop_point() {
     eprintln!("page state: {p:#}");
     assert_no_media_errors(&p);
     assert_eq!(p["state"], json!("connected"), "{p:#}");
+    assert_eq!(
+        compressed_viewers(&server),
+        1,
+        "the page's EventSource was sent the gzip stream"
+    );
     assert_eq!(p["width"], json!(640), "videoWidth: {p:#}");
     assert_eq!(p["height"], json!(360), "videoHeight: {p:#}");
     let shown = media_secs(&p, "lastFrame") - media_secs(&p, "firstFrame");
@@ -385,6 +407,11 @@ fn viewer_page_plays_on_after_the_server_restarts_with_the_same_file() {
         media_secs(p, "lastFrame") >= 5.0
     });
     assert!(ok, "playback did not reach 5 s: {p:#}");
+    assert_eq!(
+        compressed_viewers(&server),
+        1,
+        "the page played a gzip stream"
+    );
     drop(server);
     let (ok, p) = wait_for(&browser, Duration::from_secs(10), |p| {
         p["state"] == json!("reconnecting")
@@ -392,7 +419,7 @@ fn viewer_page_plays_on_after_the_server_restarts_with_the_same_file() {
     assert!(ok, "the page did not notice the server went away: {p:#}");
     let before = media_secs(&p, "lastFrame");
 
-    let _server = TestServer::start(&["--speed", "1", "--listen", &listen]);
+    let server = TestServer::start(&["--speed", "1", "--listen", &listen]);
     // More than the page had buffered when the server went away (under 2 s) must play.
     let (_, p) = wait_for(&browser, Duration::from_secs(30), |p| {
         p["state"] == json!("connected") && media_secs(p, "lastFrame") > before + 3.0
@@ -409,6 +436,10 @@ fn viewer_page_plays_on_after_the_server_restarts_with_the_same_file() {
         p["mediaSources"],
         json!(1),
         "the same init must keep the MediaSource: {p:#}"
+    );
+    assert!(
+        compressed_viewers(&server) >= 1,
+        "the page reconnected to a gzip stream"
     );
     assert!(
         p["shifts"].as_u64() >= Some(1),

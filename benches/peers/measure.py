@@ -14,6 +14,9 @@
       (--server-pid) and itself reads their exact CPU time (/proc/PID/task/*/schedstat) at the
       start and end of the steady state — from 1 s after every client is streaming to the end of
       its window — together with the bytes received in between: CPU s / GB (steady).
+      The media columns divide by the media those bytes carry (moof+mdat: 3/4 of the base64
+      payload), and wire B / media B is every byte received per media byte (ssecast-load's
+      wire_per_media): 1.333 for a plain SSE stream of base64, about 1.0 compressed.
 
   measure.py table RESULTS.jsonl [--md FILE]
       Prints the comparison table (and writes it, with a details table, as Markdown to FILE).
@@ -159,6 +162,9 @@ def cmd_run(args):
     })
     payload = report.get("payload_bytes")
     result["cpu_s_per_gb"] = round((cpu1 - cpu0) / (payload / 1e9), 2) if payload else None
+    # Media (moof+mdat) is what the base64 payload encodes: 3/4 of it, for every server alike.
+    result["cpu_s_per_media_gb"] = (round((cpu1 - cpu0) / (0.75 * payload / 1e9), 2)
+                                    if payload else None)
     with open(args.out, "a") as f:
         f.write(json.dumps(result) + "\n")
     print(json.dumps(result))
@@ -202,7 +208,8 @@ def cmd_table(args):
                 runs.append(json.loads(line))
     rows = median_rows(runs)
     head = ["server", "clients", "connected", "delivered MB/s", "CPU s / GB (run)",
-            "CPU s / GB (steady)", "RSS KiB / client", "spread p50 / p99 ms", "fell behind"]
+            "CPU s / GB (steady)", "CPU s / media GB (run)", "CPU s / media GB (steady)",
+            "wire B / media B", "RSS KiB / client", "spread p50 / p99 ms", "fell behind"]
     several = any(r["runs"] > 1 for r in rows)
     if several:
         head.append("runs (medians)")
@@ -213,6 +220,9 @@ def cmd_table(args):
             r["server"], str(r["target_clients"]), fmt(r.get("connected"), "{:.0f}"),
             fmt(r.get("mb_per_s")), fmt(r.get("cpu_s_per_gb"), "{:.2f}"),
             fmt(r.get("steady_server_cpu_s_per_gb"), "{:.3f}"),
+            fmt(r.get("cpu_s_per_media_gb"), "{:.2f}"),
+            fmt(r.get("steady_server_cpu_s_per_media_gb"), "{:.3f}"),
+            fmt(r.get("wire_per_media"), "{:.3f}"),
             fmt(r.get("rss_kib_per_client")), spread, fmt(r.get("fell_behind"), "{:.0f}"),
         ] + ([str(r["runs"])] if several else []))
     widths = [max(len(h), *(len(row[i]) for row in table)) if table else len(h)

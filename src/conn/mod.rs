@@ -308,9 +308,10 @@ impl Connection {
                     Route::Events {
                         stream,
                         last_event_id,
+                        gzip,
                     },
                 head_only,
-            }) => return self.start_view(stream, last_event_id, head_only, ctx),
+            }) => return self.start_view(stream, last_event_id, gzip, head_only, ctx),
             Ok(Request {
                 route: Route::Publish(p),
                 ..

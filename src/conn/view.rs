@@ -13,16 +13,19 @@ use std::rc::Rc;
 const VIEWER_QUEUE_SLOTS: usize = 8;
 
 impl Connection {
-    /// Starts streaming `stream` (the default stream for `None`) to this viewer.
+    /// Starts streaming `stream` (the default stream for `None`) to this viewer, compressed
+    /// when it accepts gzip (`gzip`) and the server offers it.
     pub(super) fn start_view(
         &mut self,
         stream: Option<StreamName>,
         last_event_id: Option<EventId>,
+        gzip: bool,
         head_only: bool,
         ctx: &mut Ctx<'_>,
     ) -> Next {
+        let compressed = gzip && ctx.responses.compresses();
         if head_only {
-            let head = Rc::clone(&ctx.responses.stream_head_only);
+            let head = Rc::clone(ctx.responses.stream_head(compressed, true));
             return self.respond(head, ctx);
         }
         let key = match stream {
@@ -42,8 +45,12 @@ impl Connection {
             slot,
         });
         self.queue.reserve(VIEWER_QUEUE_SLOTS);
+        if compressed {
+            self.queue.send_compressed();
+            s.compressed_viewers += 1;
+        }
         self.queue
-            .push_control(Rc::clone(&ctx.responses.stream_head));
+            .push_control(Rc::clone(ctx.responses.stream_head(compressed, false)));
         match s.welcome(last_event_id) {
             Welcome::Live {
                 init,

@@ -51,6 +51,8 @@ pub enum Route {
     Events {
         stream: Option<StreamName>,
         last_event_id: Option<EventId>,
+        /// The request accepts a gzip body (`Accept-Encoding`).
+        gzip: bool,
     },
     Publish(Publish),
     /// `/api/streams` (every stream) or `/api/streams/NAME`: status JSON.
@@ -201,6 +203,7 @@ fn route_get(req: &httparse::Request<'_, '_>, path: &str, query: Option<&str>) -
         Route::Events {
             stream,
             last_event_id: from_header.or(from_query),
+            gzip: accepts_gzip(req.headers),
         }
     };
     match path {
@@ -360,6 +363,59 @@ fn origin_form(target: &str) -> Option<&str> {
     match rest.find('/') {
         Some(0) | None => None,
         Some(i) => Some(&rest[i..]),
+    }
+}
+
+/// True when the `Accept-Encoding` headers (RFC 9110, 12.5.3) accept gzip: `gzip` (or its alias
+/// `x-gzip`) with a non-zero weight, or `*` with one when gzip is not named. An element whose
+/// weight is not a valid qvalue accepts nothing; parameters other than `q` are ignored.
+fn accepts_gzip(headers: &[httparse::Header<'_>]) -> bool {
+    let (mut gzip, mut any) = (None::<u16>, None::<u16>);
+    let values = headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("accept-encoding"))
+        .flat_map(|h| h.value.split(|&b| b == b','));
+    for element in values {
+        let mut parts = element.split(|&b| b == b';');
+        let coding = parts.next().unwrap_or_default().trim_ascii();
+        let mut weight = Some(1000);
+        for p in parts {
+            let p = p.trim_ascii();
+            if p.len() >= 2 && p[..2].eq_ignore_ascii_case(b"q=") {
+                weight = qvalue(&p[2..]);
+            }
+        }
+        let Some(w) = weight else { continue };
+        let slot = if coding.eq_ignore_ascii_case(b"gzip") || coding.eq_ignore_ascii_case(b"x-gzip")
+        {
+            &mut gzip
+        } else if coding == b"*" {
+            &mut any
+        } else {
+            continue;
+        };
+        *slot = Some(slot.map_or(w, |old| old.max(w)));
+    }
+    gzip.or(any).is_some_and(|w| w > 0)
+}
+
+/// A qvalue (`0`, `0.5`, `1.000`) in thousandths; `None` when it is not one.
+fn qvalue(v: &[u8]) -> Option<u16> {
+    let (int, frac) = match v.iter().position(|&b| b == b'.') {
+        Some(i) => (&v[..i], &v[i + 1..]),
+        None => (v, &b""[..]),
+    };
+    if int.len() != 1 || frac.len() > 3 || !frac.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let mut thousandths = 0u16;
+    for i in 0..3 {
+        thousandths = thousandths * 10 + frac.get(i).map_or(0, |&d| u16::from(d - b'0'));
+    }
+    match int[0] {
+        b'0' => Some(thousandths),
+        b'1' if thousandths == 0 => Some(1000),
+        _ => None,
     }
 }
 

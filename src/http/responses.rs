@@ -2,6 +2,7 @@
 //! error statuses (each encoded once at startup, GET and HEAD forms) and the few built per
 //! request (an error with its reason, a publish summary, the status JSON).
 
+use crate::sse::deflate::{deflate_frame, GZIP_HEADER};
 use crate::sse::{Frame, RETRY};
 use std::rc::Rc;
 
@@ -143,20 +144,30 @@ pub struct Responses {
     no_content: Rc<Frame>,
     /// `(GET, HEAD)` responses per status, in the order of `Status::ALL`.
     errors: Vec<(Rc<Frame>, Rc<Frame>)>,
-    /// The response head of the SSE stream, with the `retry` line that starts its body.
-    pub stream_head: Rc<Frame>,
-    /// The head alone, for HEAD requests.
-    pub stream_head_only: Rc<Frame>,
+    /// `(GET, HEAD)`: the response head of the SSE stream with the `retry` line that starts
+    /// its body, and the head alone.
+    stream_head: (Rc<Frame>, Rc<Frame>),
+    /// The same two for a viewer that asked for gzip: the head says `Content-Encoding: gzip`
+    /// and the body starts with the gzip header and the compressed `retry` line. `None` with
+    /// `--compress off`.
+    stream_head_gzip: Option<(Rc<Frame>, Rc<Frame>)>,
     /// The interim answer to `Expect: 100-continue`.
     pub continue_100: Rc<Frame>,
 }
 
-const STREAM_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+const STREAM_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
     Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n\
     Access-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n";
 
+/// The head of a compressed stream. `no-transform` keeps proxies from recompressing it.
+const GZIP_STREAM_HEAD: &str = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\
+    Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n\
+    Cache-Control: no-cache, no-transform\r\nX-Accel-Buffering: no\r\n\
+    Access-Control-Allow-Origin: *\r\nConnection: close\r\n\r\n";
+
 impl Responses {
-    pub fn new() -> Responses {
+    /// Every fixed response; `compress` offers gzip to viewers that accept it.
+    pub fn new(compress: bool) -> Responses {
         let assets = ASSETS
             .iter()
             .map(|a| {
@@ -172,17 +183,54 @@ impl Responses {
                 (r(false), r(true))
             })
             .collect();
-        let mut stream_head = STREAM_HEAD.to_vec();
+        // The stream varies by Accept-Encoding once compression is on, plain or not.
+        let plain_head = if compress {
+            STREAM_HEAD.replacen("\r\n\r\n", "\r\nVary: Accept-Encoding\r\n\r\n", 1)
+        } else {
+            STREAM_HEAD.to_string()
+        };
+        let mut stream_head = plain_head.clone().into_bytes();
         stream_head.extend_from_slice(RETRY);
+        let stream_head_gzip = compress.then(|| {
+            let mut head = GZIP_STREAM_HEAD.as_bytes().to_vec();
+            head.extend_from_slice(&GZIP_HEADER);
+            head.extend_from_slice(&deflate_frame(RETRY));
+            (
+                Frame::control(head),
+                Frame::control(GZIP_STREAM_HEAD.as_bytes()),
+            )
+        });
         Responses {
             assets,
             no_content: Frame::control(
                 &b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n"[..],
             ),
             errors,
-            stream_head: Frame::control(stream_head),
-            stream_head_only: Frame::control(STREAM_HEAD),
+            stream_head: (
+                Frame::control(stream_head),
+                Frame::control(plain_head.into_bytes()),
+            ),
+            stream_head_gzip,
             continue_100: Frame::control(&b"HTTP/1.1 100 Continue\r\n\r\n"[..]),
+        }
+    }
+
+    /// True when viewers that accept gzip get it.
+    pub fn compresses(&self) -> bool {
+        self.stream_head_gzip.is_some()
+    }
+
+    /// The stream's response head and first body bytes, compressed or plain; for HEAD
+    /// (`head_only`) the head alone. Compressed only when [`Responses::compresses`].
+    pub fn stream_head(&self, compressed: bool, head_only: bool) -> &Rc<Frame> {
+        let (get, head) = match (&self.stream_head_gzip, compressed) {
+            (Some(gzip), true) => gzip,
+            _ => &self.stream_head,
+        };
+        if head_only {
+            head
+        } else {
+            get
         }
     }
 
@@ -232,6 +280,6 @@ fn error_response(status: Status, body: &str, head_only: bool) -> Rc<Frame> {
 
 impl Default for Responses {
     fn default() -> Self {
-        Responses::new()
+        Responses::new(true)
     }
 }

@@ -60,14 +60,16 @@ fn routes_pages_events_and_head() {
         r.route,
         Route::Events {
             stream: None,
-            last_event_id: None
+            last_event_id: None,
+            gzip: false,
         }
     );
     assert_eq!(
         ok("GET /events/cam HTTP/1.1\r\nHost: x\r\n\r\n").route,
         Route::Events {
             stream: Some(name("cam")),
-            last_event_id: None
+            last_event_id: None,
+            gzip: false,
         }
     );
     assert_eq!(
@@ -122,6 +124,7 @@ fn last_event_id_from_header_or_query() {
     let events = |last_event_id| Route::Events {
         stream: None,
         last_event_id,
+        gzip: false,
     };
     let h = ok("GET /events HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 12.34\r\n\r\n");
     assert_eq!(h.route, events(want));
@@ -292,7 +295,7 @@ fn refusals_to_head_requests_have_no_body() {
     let r = ok("HEAD /no.pe HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(r.route, Route::Refused(Status::NotFound, ""));
     assert!(r.head_only);
-    let responses = Responses::new();
+    let responses = Responses::new(true);
     let head = responses.error(Status::NotFound, true);
     assert!(head.bytes.ends_with(b"\r\n\r\n"));
     let get = responses.error(Status::NotFound, false);
@@ -308,7 +311,8 @@ fn absolute_form_is_reduced_to_its_path() {
         r.route,
         Route::Events {
             stream: None,
-            last_event_id: None
+            last_event_id: None,
+            gzip: false,
         }
     );
     assert_eq!(
@@ -331,7 +335,7 @@ fn absolute_form_is_reduced_to_its_path() {
 
 #[test]
 fn responses_are_complete_http() {
-    let r = Responses::new();
+    let r = Responses::new(true);
     let text = String::from_utf8(r.error(Status::MethodNotAllowed, false).bytes.to_vec()).unwrap();
     assert!(text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"));
     assert!(text.contains("Allow: GET, HEAD\r\n"));
@@ -346,7 +350,7 @@ fn responses_are_complete_http() {
     assert!(text.contains("WWW-Authenticate: Basic realm=\"ssecast\""));
     let text = String::from_utf8(r.error(Status::Unavailable, false).bytes.to_vec()).unwrap();
     assert!(text.contains("Retry-After: 5\r\n"));
-    let head = String::from_utf8(r.stream_head.bytes.to_vec()).unwrap();
+    let head = String::from_utf8(r.stream_head(false, false).bytes.to_vec()).unwrap();
     assert!(head.contains("Content-Type: text/event-stream\r\n"));
     assert!(head.contains("X-Accel-Buffering: no\r\n"));
     assert!(head.ends_with("\r\n\r\nretry: 2000\n\n"));
@@ -354,4 +358,104 @@ fn responses_are_complete_http() {
     let page = r.asset(0, false).unwrap();
     let head_only = r.asset(0, true).unwrap();
     assert_eq!(page.len() - head_only.len(), ASSETS[0].body.len());
+}
+
+/// Whether `GET /events` with these `Accept-Encoding` lines gets gzip.
+fn gzip_for(lines: &[&str]) -> bool {
+    let mut head = String::from("GET /events HTTP/1.1\r\nHost: x\r\n");
+    for l in lines {
+        head.push_str(&format!("Accept-Encoding: {l}\r\n"));
+    }
+    head.push_str("\r\n");
+    match ok(&head).route {
+        Route::Events { gzip, .. } => gzip,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn accept_encoding_chooses_gzip_only_when_it_is_accepted() {
+    assert!(!gzip_for(&[]), "no header: plain");
+    for yes in [
+        "gzip",
+        "GZIP",
+        "x-gzip",
+        "gzip, deflate, br",
+        "gzip, deflate, br, zstd",
+        "br;q=1.0, gzip;q=0.8, *;q=0.1",
+        "gzip;q=0.001",
+        "gzip;q=1",
+        "gzip;q=1.000",
+        "gzip ; q=0.5",
+        "*",
+        "br, *;q=0.5",
+        "identity, gzip",
+        "gzip;level=9",
+    ] {
+        assert!(gzip_for(&[yes]), "{yes}");
+    }
+    for no in [
+        "",
+        "identity",
+        "gzip;q=0",
+        "gzip;q=0.000",
+        "GZIP;Q=0",
+        "deflate",
+        "br",
+        "zstd, br, deflate",
+        "q=0",
+        "*;q=0",
+        "gzip;q=0, *",
+        "*, gzip;q=0",
+        "gzip;q=abc",
+        "gzip;q=1.5",
+        "gzip;q=2",
+        "gzip;q=0.0001",
+        "gzip;q=",
+        "gzipx",
+        "g zip",
+        ",,,;;;",
+        "gz!p;;q=0.5=",
+        "=;q=1",
+    ] {
+        assert!(!gzip_for(&[no]), "{no:?}");
+    }
+    assert!(gzip_for(&["deflate", "gzip"]), "lists across header lines");
+    assert!(!gzip_for(&["gzip;q=0", "deflate"]));
+}
+
+#[test]
+fn accept_encoding_that_is_not_text_is_plain() {
+    let head = b"GET /events HTTP/1.1\r\nHost: x\r\nAccept-Encoding: \xffgzip\xfe\r\n\r\n";
+    match parse_request(head, None).0 {
+        Some(Ok(Request {
+            route: Route::Events { gzip, .. },
+            ..
+        })) => assert!(!gzip),
+        Some(Err(_)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn compressed_stream_heads_say_so_and_plain_ones_only_vary() {
+    let r = Responses::new(true);
+    assert!(r.compresses());
+    let plain = String::from_utf8_lossy(&r.stream_head(false, false).bytes).into_owned();
+    assert!(plain.contains("Vary: Accept-Encoding\r\n"));
+    assert!(!plain.contains("Content-Encoding"));
+    assert!(plain.ends_with("\r\n\r\nretry: 2000\n\n"));
+    let gz = &r.stream_head(true, false).bytes;
+    let split = gz.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = std::str::from_utf8(&gz[..split]).unwrap();
+    assert!(head.contains("Content-Encoding: gzip\r\n"));
+    assert!(head.contains("Vary: Accept-Encoding\r\n"));
+    assert!(head.contains("Cache-Control: no-cache, no-transform\r\n"));
+    assert_eq!(&gz[split..split + 10], &crate::sse::deflate::GZIP_HEADER);
+    assert_eq!(&*r.stream_head(true, true).bytes, &gz[..split]);
+    let off = Responses::new(false);
+    assert!(!off.compresses());
+    let plain_off = &off.stream_head(true, false).bytes;
+    assert!(!String::from_utf8_lossy(plain_off).contains("Vary"));
+    assert!(plain_off.ends_with(b"\r\n\r\nretry: 2000\n\n"));
 }

@@ -247,7 +247,7 @@ impl Server {
             shared: Shared {
                 poll,
                 streams,
-                responses: Responses::new(),
+                responses: Responses::new(cfg.compress),
                 scratch: vec![0u8; SCRATCH].into_boxed_slice(),
                 stall_timeout: cfg.stall_timeout,
                 publish_key: cfg
@@ -267,7 +267,7 @@ impl Server {
             relays_again: Vec::new(),
             stdin_hold: None,
             stdin_again: false,
-            keepalive: Frame::control(KEEPALIVE),
+            keepalive: Frame::event(KEEPALIVE),
             client_queue: cfg.client_queue,
             head_timeout: cfg.head_timeout,
             publish_timeout: cfg.publish_timeout,

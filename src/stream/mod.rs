@@ -95,6 +95,8 @@ pub struct Stream {
     rate_bytes: u64,
     rate_since: Instant,
     bitrate: u64,
+    /// Viewers that were sent the compressed (gzip) stream since the stream was created.
+    pub compressed_viewers: u64,
 }
 
 /// How long the bitrate is measured over before it is updated.
@@ -129,6 +131,7 @@ impl Stream {
             rate_bytes: 0,
             rate_since: now,
             bitrate: 0,
+            compressed_viewers: 0,
         }
     }
 

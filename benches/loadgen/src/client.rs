@@ -1,5 +1,5 @@
 //! One load-generating connection: connect, send the request, read the response head, then
-//! de-chunk (if needed) and scan the SSE body, turning events into per-client counters and into
+//! de-chunk and inflate (if needed) and scan the SSE body, turning events into per-client counters and into
 //! the shared latency and spread measurements. It owns its socket and per-stream state; the
 //! event loop (`run.rs`) owns the slab, the timers and the shared read buffer. Nothing read from
 //! the network can make it panic: every problem becomes an [`Outcome`].
@@ -15,6 +15,7 @@ use crate::chunked::ChunkedDecoder;
 use crate::clock::{Clock, Now};
 use crate::event_id::IdShape;
 use crate::histogram::Histogram;
+use crate::inflate::{InflateError, Inflater};
 use crate::spread::SpreadTracker;
 use crate::sse::{EventKind, SseEvent, SseScanner};
 
@@ -37,6 +38,10 @@ pub struct Recorder {
     pub expect_interval_us: Option<u64>,
     /// Payload bytes of every client so far (for the steady-state window).
     pub payload_bytes: u64,
+    /// Bytes received by every client so far, as they came off the wire.
+    pub wire_bytes: u64,
+    /// Where gzip bodies are inflated, one client at a time.
+    pub inflate_buf: Box<[u8]>,
 }
 
 /// Per-client counters (summed over all clients for the report).
@@ -104,6 +109,7 @@ pub enum End {
     /// A chunked body reached its last chunk.
     LastChunk,
     BadChunked,
+    BadGzip(InflateError),
     Io(io::Error),
 }
 
@@ -113,6 +119,9 @@ impl End {
             End::Eof => "closed_by_server".into(),
             End::LastChunk => "last_chunk".into(),
             End::BadChunked => "bad_chunked_encoding".into(),
+            End::BadGzip(InflateError::Header) => "bad_gzip_header".into(),
+            End::BadGzip(InflateError::Data) => "bad_gzip_data".into(),
+            End::BadGzip(InflateError::Ended) => "gzip_stream_ended".into(),
             End::Io(e) => io_label(e),
         }
     }
@@ -151,6 +160,8 @@ enum Phase {
     },
     Body {
         chunked: Option<ChunkedDecoder>,
+        /// Set for a `Content-Encoding: gzip` body (boxed: the inflater's window is 32 KiB).
+        gzip: Option<Box<Inflater>>,
         scanner: SseScanner,
     },
 }
@@ -301,6 +312,7 @@ impl Client {
     fn consume(&mut self, data: &[u8], now: Now, rec: &mut Recorder) -> Option<Outcome> {
         if rec.measuring {
             self.track.stats.wire_bytes += data.len() as u64;
+            rec.wire_bytes += data.len() as u64;
         }
         let Phase::Head { buf } = &mut self.phase else {
             return self.consume_body(data, now, rec);
@@ -311,7 +323,7 @@ impl Client {
             buf.extend_from_slice(data);
         }
         let head: &[u8] = if buffered { buf } else { data };
-        let (head_len, chunked) = match parse_head(head) {
+        let (head_len, chunked, gzip) = match parse_head(head) {
             Err(failure) => return Some(Outcome::Failed(failure)),
             Ok(Some(parsed)) => parsed,
             Ok(None) if head.len() > HEAD_MAX => {
@@ -336,6 +348,7 @@ impl Client {
         };
         self.phase = Phase::Body {
             chunked: chunked.then(ChunkedDecoder::default),
+            gzip: gzip.then(Box::default),
             scanner: SseScanner::default(),
         };
         self.track.start_us = now.mono_us;
@@ -344,35 +357,56 @@ impl Client {
     }
 
     fn consume_body(&mut self, data: &[u8], now: Now, rec: &mut Recorder) -> Option<Outcome> {
-        let Phase::Body { chunked, scanner } = &mut self.phase else {
+        let Phase::Body {
+            chunked,
+            gzip,
+            scanner,
+        } = &mut self.phase
+        else {
             return None;
         };
         let track = &mut self.track;
-        match chunked {
+        let mut out = std::mem::take(&mut rec.inflate_buf);
+        let mut gzip_error = None;
+        // The body after de-chunking: inflated into the shared buffer when gzip, then scanned.
+        let mut body = |bytes: &[u8], rec: &mut Recorder| match gzip {
+            None => scanner.feed(bytes, |event| track.on_event(event, now, rec)),
+            Some(inflater) if gzip_error.is_none() => {
+                let fed = inflater.feed(bytes, &mut out, |plain| {
+                    scanner.feed(plain, |event| track.on_event(event, now, rec))
+                });
+                gzip_error = fed.err();
+            }
+            Some(_) => {}
+        };
+        let outcome = match chunked {
             None => {
-                scanner.feed(data, |event| track.on_event(event, now, rec));
+                body(data, rec);
                 None
             }
-            Some(decoder) => {
-                let result = decoder.feed(data, |payload| {
-                    scanner.feed(payload, |event| track.on_event(event, now, rec))
-                });
-                match result {
-                    Ok(false) => None,
-                    Ok(true) => Some(Outcome::Ended(End::LastChunk)),
-                    Err(e) => {
-                        log::debug!("client {}: bad chunked body: {e:?}", self.token.0);
-                        Some(Outcome::Ended(End::BadChunked))
-                    }
+            Some(decoder) => match decoder.feed(data, |payload| body(payload, rec)) {
+                Ok(false) => None,
+                Ok(true) => Some(Outcome::Ended(End::LastChunk)),
+                Err(e) => {
+                    log::debug!("client {}: bad chunked body: {e:?}", self.token.0);
+                    Some(Outcome::Ended(End::BadChunked))
                 }
+            },
+        };
+        rec.inflate_buf = out;
+        match gzip_error {
+            Some(e) => {
+                log::debug!("client {}: bad gzip body: {e:?}", self.token.0);
+                Some(Outcome::Ended(End::BadGzip(e)))
             }
+            None => outcome,
         }
     }
 }
 
 /// Parses a response head: `Ok(None)` when incomplete, else its length and whether the body is
-/// chunked. Anything but 200 is a failure.
-fn parse_head(head: &[u8]) -> Result<Option<(usize, bool)>, Failure> {
+/// chunked and gzip. Anything but 200 is a failure.
+fn parse_head(head: &[u8]) -> Result<Option<(usize, bool, bool)>, Failure> {
     let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
     let mut response = httparse::Response::new(&mut headers);
     let len = match response.parse(head) {
@@ -393,7 +427,11 @@ fn parse_head(head: &[u8]) -> Result<Option<(usize, bool)>, Failure> {
         .flat_map(|h| h.value.split(|&b| b == b','))
         .last()
         .is_some_and(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-    Ok(Some((len, chunked)))
+    let gzip = response.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("content-encoding")
+            && h.value.trim_ascii().eq_ignore_ascii_case(b"gzip")
+    });
+    Ok(Some((len, chunked, gzip)))
 }
 
 impl StreamTrack {
@@ -484,6 +522,8 @@ mod tests {
             spread: SpreadTracker::default(),
             expect_interval_us: Some(1_000_000),
             payload_bytes: 0,
+            wire_bytes: 0,
+            inflate_buf: vec![0u8; 1024].into_boxed_slice(),
         }
     }
 
@@ -549,9 +589,17 @@ mod tests {
     #[test]
     fn heads_are_parsed() {
         let plain = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\nretry: 1\n";
-        assert_eq!(parse_head(plain).unwrap(), Some((plain.len() - 9, false)));
+        assert_eq!(
+            parse_head(plain).unwrap(),
+            Some((plain.len() - 9, false, false))
+        );
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\n\r\n";
-        assert_eq!(parse_head(chunked).unwrap(), Some((chunked.len(), true)));
+        assert_eq!(
+            parse_head(chunked).unwrap(),
+            Some((chunked.len(), true, false))
+        );
+        let gzip = b"HTTP/1.1 200 OK\r\nContent-Encoding: GZIP\r\n\r\n";
+        assert_eq!(parse_head(gzip).unwrap(), Some((gzip.len(), false, true)));
         assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nX: y").unwrap(), None);
         assert!(matches!(
             parse_head(b"HTTP/1.1 503 Busy\r\n\r\n"),

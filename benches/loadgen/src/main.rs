@@ -15,6 +15,7 @@ mod clock;
 mod config;
 mod event_id;
 mod histogram;
+mod inflate;
 mod report;
 mod run;
 mod spread;

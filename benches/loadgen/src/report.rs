@@ -64,6 +64,8 @@ pub struct Report {
 pub struct Steady {
     pub seconds: f64,
     pub payload_bytes: u64,
+    /// Everything received in it, as it came off the wire.
+    pub wire_bytes: u64,
     /// The server's CPU time in it, when its pids were given.
     pub server_cpu_s: Option<f64>,
 }
@@ -73,6 +75,24 @@ impl Steady {
         let cpu = self.server_cpu_s?;
         (self.payload_bytes > 0).then(|| cpu / (self.payload_bytes as f64 / 1e9))
     }
+
+    /// Server CPU seconds per GB of media (moof+mdat) delivered.
+    pub fn server_cpu_s_per_media_gb(&self) -> Option<f64> {
+        let cpu = self.server_cpu_s?;
+        let media = media_bytes(self.payload_bytes);
+        (media > 0.0).then(|| cpu / (media / 1e9))
+    }
+}
+
+/// The bytes `payload` base64 characters encode (the media delivered; padding aside).
+pub fn media_bytes(payload: u64) -> f64 {
+    payload as f64 * 0.75
+}
+
+/// Bytes received per media byte; `None` before any media.
+fn per_media(wire: u64, payload: u64) -> Option<f64> {
+    let media = media_bytes(payload);
+    (media > 0.0).then(|| wire as f64 / media)
 }
 
 struct Summary {
@@ -168,6 +188,13 @@ impl Report {
             s.wire_bytes as f64 / 1e6,
             self.mb_per_s(s.payload_bytes),
         );
+        if let Some(ratio) = per_media(s.wire_bytes, s.payload_bytes) {
+            let _ = writeln!(
+                out,
+                "  media        {:.1} MB of moof+mdat: {ratio:.4} bytes on the wire per media byte",
+                media_bytes(s.payload_bytes) / 1e6,
+            );
+        }
         let mut continuity = format!(
             "  continuity   {} gaps ({} events missing), {} duplicates, {} resets, {} clients fell behind",
             s.gaps, s.missing, s.duplicates, s.resets, t.fell_behind
@@ -220,8 +247,15 @@ impl Report {
                     st.seconds,
                     st.payload_bytes as f64 / 1e6 / st.seconds.max(1e-9)
                 );
-                if let (Some(cpu), Some(per_gb)) = (st.server_cpu_s, st.server_cpu_s_per_gb()) {
-                    let _ = write!(line, ", server CPU {:.3} s = {:.3} s per GB", cpu, per_gb);
+                if let (Some(cpu), Some(per_gb), Some(per_media_gb)) = (
+                    st.server_cpu_s,
+                    st.server_cpu_s_per_gb(),
+                    st.server_cpu_s_per_media_gb(),
+                ) {
+                    let _ = write!(
+                        line,
+                        ", server CPU {cpu:.3} s = {per_gb:.3} s per GB ({per_media_gb:.3} per media GB)"
+                    );
                 }
                 let _ = writeln!(out, "{line}");
             }
@@ -241,6 +275,10 @@ impl Report {
         let latency = summary(&self.latency);
         let full = summary(&self.spread.full);
         let all = summary(&self.spread.all);
+        let num = |v: Option<f64>, digits: usize| match v {
+            Some(v) if v.is_finite() => format!("{v:.digits$}"),
+            _ => "null".to_string(),
+        };
         let mut fields = vec![
             ("url", json_string(&self.url)),
             ("clients", self.clients.to_string()),
@@ -253,6 +291,14 @@ impl Report {
             ("data_events", s.data_events.to_string()),
             ("payload_bytes", s.payload_bytes.to_string()),
             ("wire_bytes", s.wire_bytes.to_string()),
+            (
+                "media_bytes",
+                format!("{:.0}", media_bytes(s.payload_bytes)),
+            ),
+            (
+                "wire_per_media",
+                num(per_media(s.wire_bytes, s.payload_bytes), 4),
+            ),
             ("seconds", format!("{:.3}", self.seconds)),
             ("mb_per_s", format!("{:.3}", self.mb_per_s(s.payload_bytes))),
             ("gaps", s.gaps.to_string()),
@@ -278,10 +324,6 @@ impl Report {
         if self.expect_interval_ms.is_some() {
             fields.push(("stalls", s.stalls.to_string()));
         }
-        let num = |v: Option<f64>, digits: usize| match v {
-            Some(v) if v.is_finite() => format!("{v:.digits$}"),
-            _ => "null".to_string(),
-        };
         let steady = self.steady.as_ref();
         fields.push(("steady_s", num(steady.map(|st| st.seconds), 3)));
         fields.push((
@@ -295,6 +337,17 @@ impl Report {
         fields.push((
             "steady_server_cpu_s_per_gb",
             num(steady.and_then(Steady::server_cpu_s_per_gb), 4),
+        ));
+        fields.push((
+            "steady_server_cpu_s_per_media_gb",
+            num(steady.and_then(Steady::server_cpu_s_per_media_gb), 4),
+        ));
+        fields.push((
+            "steady_wire_per_media",
+            num(
+                steady.and_then(|st| per_media(st.wire_bytes, st.payload_bytes)),
+                4,
+            ),
         ));
         let body: Vec<String> = fields
             .into_iter()
@@ -337,6 +390,7 @@ mod tests {
             steady: Some(Steady {
                 seconds: 1.5,
                 payload_bytes: 1_500_000_000,
+                wire_bytes: 1_125_000_000,
                 server_cpu_s: Some(0.375),
             }),
             elapsed_s: 3.0,
@@ -357,7 +411,16 @@ mod tests {
             json.contains("\"steady_server_cpu_s_per_gb\":0.2500"),
             "{json}"
         );
-        assert!(r.human().contains("= 0.250 s per GB"), "{}", r.human());
+        assert!(
+            r.human().contains("= 0.250 s per GB (0.333 per media GB)"),
+            "{}",
+            r.human()
+        );
+        assert!(
+            json.contains("\"steady_server_cpu_s_per_media_gb\":0.3333"),
+            "{json}"
+        );
+        assert!(json.contains("\"steady_wire_per_media\":1.0000"), "{json}");
         let none = Report {
             steady: None,
             ..report()
@@ -387,6 +450,8 @@ mod tests {
             "events",
             "data_events",
             "payload_bytes",
+            "media_bytes",
+            "wire_per_media",
             "seconds",
             "mb_per_s",
             "gaps",

@@ -30,6 +30,8 @@ const CONNECT_TIMEOUT_US: u64 = 10_000_000;
 const GRACE_US: u64 = 2_000_000;
 /// Housekeeping period (timeouts, spread finalization).
 const TICK_US: u64 = 100_000;
+/// Output buffer for inflating `--gzip` bodies, shared by every client.
+const INFLATE_BUF_SIZE: usize = 256 * 1024;
 /// How long after every client is streaming the steady-state window starts (the newcomers'
 /// catch-up fragments and the kernel's socket buffer growth are over by then).
 const STEADY_SETTLE_US: u64 = 1_000_000;
@@ -57,6 +59,7 @@ struct LoopState {
 struct Mark {
     at_us: u64,
     payload_bytes: u64,
+    wire_bytes: u64,
     server_cpu_ns: Option<u64>,
 }
 
@@ -65,6 +68,7 @@ impl Mark {
         Mark {
             at_us,
             payload_bytes: rec.payload_bytes,
+            wire_bytes: rec.wire_bytes,
             server_cpu_ns: if server_pids.is_empty() {
                 None
             } else {
@@ -83,6 +87,7 @@ impl Mark {
         Steady {
             seconds,
             payload_bytes: end.payload_bytes.saturating_sub(self.payload_bytes),
+            wire_bytes: end.wire_bytes.saturating_sub(self.wire_bytes),
             server_cpu_s,
         }
     }
@@ -141,8 +146,10 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
     let mut events = Events::with_capacity(EVENTS_CAPACITY);
     let mut buf = vec![0u8; READ_BUF_SIZE];
     let request = format!(
-        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n\r\n",
-        cfg.target.path, cfg.target.host
+        "GET {} HTTP/1.1\r\nHost: {}\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\n{}\r\n",
+        cfg.target.path,
+        cfg.target.host,
+        if cfg.gzip { "Accept-Encoding: gzip\r\n" } else { "" }
     )
     .into_bytes();
     // Several source addresses only help (and only work) towards an IPv4 loopback target.
@@ -171,6 +178,8 @@ pub fn run(cfg: &Config) -> io::Result<Report> {
             spread: SpreadTracker::default(),
             expect_interval_us: cfg.expect_interval.map(|d| d.as_micros() as u64),
             payload_bytes: 0,
+            wire_bytes: 0,
+            inflate_buf: vec![0u8; INFLATE_BUF_SIZE].into_boxed_slice(),
         },
         totals: Totals::default(),
         read_more: VecDeque::new(),

@@ -119,6 +119,46 @@ fn fifty_clients_receive_a_continuous_stream() {
 }
 
 #[test]
+fn gzip_clients_inflate_the_stream_and_see_it_at_media_size() {
+    let server = TestServer::start(&["--speed", "4"]);
+    let url = server.url("/events");
+    let run = |gzip: bool| {
+        let mut args = vec![
+            "--url",
+            &url,
+            "--clients",
+            "20",
+            "--duration",
+            "3",
+            "--json",
+        ];
+        if gzip {
+            args.push("--gzip");
+        }
+        let out = load(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_report(&out)
+    };
+    let (plain, gzip) = (run(false), run(true));
+    for v in [&plain, &gzip] {
+        assert_eq!(v["connected"], 20, "{v}");
+        assert_eq!(v["disconnected"], 0, "{v}");
+        assert_eq!(v["gaps"], 0, "{v}");
+        assert!(number(v, "data_events") >= 20.0 * 6.0, "{v}");
+    }
+    let (p, g) = (
+        number(&plain, "wire_per_media"),
+        number(&gzip, "wire_per_media"),
+    );
+    assert!((1.33..1.40).contains(&p), "plain {p}: {plain}");
+    assert!((0.99..1.03).contains(&g), "gzip {g}: {gzip}");
+}
+
+#[test]
 fn non_loopback_url_is_a_setup_error() {
     let out = load(&["--url", "http://192.0.2.1:8080/events", "--duration", "1"]);
     assert_eq!(out.status.code(), Some(1));

@@ -12,7 +12,7 @@ pub mod sse;
 use super::{Media, MediaEvent};
 use crate::http::chunked::ChunkedDecoder;
 use crate::mp4::{parse_fragment_at, read_box, Boxes, InitSegment};
-use crate::sse::{EventId, Frame, FrameKind, StreamInfo};
+use crate::sse::{EventId, Frame, StreamInfo};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use mio::net::TcpStream;
@@ -20,7 +20,6 @@ use mio::{Interest, Registry, Token};
 use sse::{SseEvent, SseParser};
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// First wait before reconnecting; it doubles up to [`MAX_BACKOFF`] and starts over once a pull
@@ -341,8 +340,7 @@ impl RelaySource {
                 };
                 let timescales = init.tracks.iter().map(|t| t.timescale).collect();
                 // The very bytes the origin sent.
-                let frame =
-                    Frame::control(format!("event: init\ndata: {}\n\n", e.data).into_bytes());
+                let frame = Frame::event(format!("event: init\ndata: {}\n\n", e.data).into_bytes());
                 self.init = Some(init);
                 self.live = true;
                 self.backoff = MIN_BACKOFF;
@@ -366,16 +364,12 @@ impl RelaySource {
                     moof_offset(&bytes).ok_or_else(|| format!("data event {id} holds no moof"))?;
                 let fragment = parse_fragment_at(&bytes, moof_at, init)
                     .map_err(|err| format!("data event {id}: {err}"))?;
-                let frame = Rc::new(Frame {
-                    kind: FrameKind::Data {
-                        sequence: parsed.sequence,
-                        live_ms: parsed.live_ms,
-                        keyframe: fragment.keyframe,
-                    },
-                    bytes: format!("id: {id}\nevent: data\ndata: {}\n\n", e.data)
-                        .into_bytes()
-                        .into_boxed_slice(),
-                });
+                let frame = Frame::data(
+                    parsed.sequence,
+                    parsed.live_ms,
+                    fragment.keyframe,
+                    format!("id: {id}\nevent: data\ndata: {}\n\n", e.data).into_bytes(),
+                );
                 self.last_id = Some(id.to_string());
                 MediaEvent::RelayFragment(frame)
             }
