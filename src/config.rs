@@ -185,7 +185,7 @@ ENDPOINTS:
     POST|PUT /publish/NAME  publish fragmented MP4 (chunked, Content-Length, or until close):
       ffmpeg -re -i IN -c:v libx264 -c:a aac -f mp4 \\
         -movflags frag_keyframe+empty_moov+default_base_moof http://HOST:8080/publish/NAME
-    GET /api/streams        status JSON;  GET /healthz  liveness
+    GET /api/streams[/NAME] status JSON;  GET /metrics  Prometheus text;  GET /healthz  liveness
 
 Logging goes to stderr; set RUST_LOG=debug for more, RUST_LOG=warn for less.
 SIGINT or SIGTERM stops the server cleanly.
