@@ -57,7 +57,16 @@ fn cases() -> Vec<Case> {
     };
     let sine48 = "sine=frequency=440:sample_rate=48000";
     let sine44 = "sine=frequency=440:sample_rate=44100";
-    let x264 = ["-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "25"];
+    let x264 = [
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        "-g",
+        "25",
+    ];
     let with = |mut base: Vec<&'static str>, more: &[&'static str]| {
         base.extend_from_slice(more);
         base
@@ -76,7 +85,11 @@ fn cases() -> Vec<Case> {
             ext: "mp4",
             args: with(
                 av(VIDEO, sine44),
-                &[&x264[..], &["-bf", "0", "-c:a", "aac", "-movflags", "+faststart"]].concat(),
+                &[
+                    &x264[..],
+                    &["-bf", "0", "-c:a", "aac", "-movflags", "+faststart"],
+                ]
+                .concat(),
             ),
         },
         Case {
@@ -85,8 +98,18 @@ fn cases() -> Vec<Case> {
             args: with(
                 av(VIDEO, sine48),
                 &[
-                    "-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-tag:v",
-                    "hvc1", "-x265-params", "keyint=25:log-level=none", "-c:a", "aac",
+                    "-c:v",
+                    "libx265",
+                    "-preset",
+                    "ultrafast",
+                    "-pix_fmt",
+                    "yuv420p",
+                    "-tag:v",
+                    "hvc1",
+                    "-x265-params",
+                    "keyint=25:log-level=none",
+                    "-c:a",
+                    "aac",
                 ],
             ),
         },
@@ -95,9 +118,26 @@ fn cases() -> Vec<Case> {
             ext: "mp4",
             args: with(
                 vec![
-                    "-f", "lavfi", "-i", VIDEO, "-f", "lavfi", "-i", sine48, "-f", "lavfi",
-                    "-i", "sine=frequency=880:sample_rate=44100", "-t", "2", "-map", "0", "-map",
-                    "1", "-map", "2",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    VIDEO,
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    sine48,
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "sine=frequency=880:sample_rate=44100",
+                    "-t",
+                    "2",
+                    "-map",
+                    "0",
+                    "-map",
+                    "1",
+                    "-map",
+                    "2",
                 ],
                 &[&x264[..], &["-c:a", "aac"]].concat(),
             ),
@@ -117,11 +157,29 @@ fn cases() -> Vec<Case> {
             ext: "mp4",
             args: with(
                 vec![
-                    "-f", "lavfi", "-i", VIDEO, "-f", "lavfi", "-i", VIDEO_30, "-f", "lavfi",
-                    "-i", sine48, "-filter_complex",
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    VIDEO,
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    VIDEO_30,
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    sine48,
+                    "-filter_complex",
                     "[0:v]trim=duration=1[a];[1:v]trim=duration=1,setpts=PTS-STARTPTS[b];\
                      [a][b]concat=n=2:v=1:a=0[v]",
-                    "-map", "[v]", "-map", "2:a", "-t", "2", "-fps_mode", "vfr",
+                    "-map",
+                    "[v]",
+                    "-map",
+                    "2:a",
+                    "-t",
+                    "2",
+                    "-fps_mode",
+                    "vfr",
                 ],
                 &[&x264[..], &["-c:a", "aac"]].concat(),
             ),
@@ -129,10 +187,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "quicktime",
             ext: "mov",
-            args: with(
-                av(VIDEO, sine48),
-                &[&x264[..], &["-c:a", "aac"]].concat(),
-            ),
+            args: with(av(VIDEO, sine48), &[&x264[..], &["-c:a", "aac"]].concat()),
         },
     ]
 }
@@ -157,7 +212,15 @@ fn decode_errors(path: &Path) -> String {
     let out = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
-        .args(["-fps_mode", "passthrough", "-enc_time_base", "-1", "-f", "null", "-"])
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-enc_time_base",
+            "-1",
+            "-f",
+            "null",
+            "-",
+        ])
         .output()
         .expect("run ffmpeg");
     let mut text = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -246,7 +309,11 @@ fn plain_files_play_as_fmp4_with_every_frame_and_sample_in_every_pass() {
         for (i, track) in movie.tracks.iter().enumerate() {
             let lead_in = movie.lead_in_ticks(i) / 1024;
             let want = source[i] * passes - later * lead_in;
-            assert_eq!(played[i], want, "{}: track {} ({source:?})", c.name, track.id);
+            assert_eq!(
+                played[i], want,
+                "{}: track {} ({source:?})",
+                c.name, track.id
+            );
         }
         let whole = Movie::parse(&stream).expect("what a viewer gets parses");
         assert_eq!(whole.fragments.len() as u64, per_pass * passes);
@@ -261,10 +328,24 @@ fn unplayable_files_are_refused_with_the_reason() {
     }
     let dir = temp_dir("bad");
     let mpeg4 = dir.join("mpeg4.mp4");
-    ffmpeg(&["-f", "lavfi", "-i", VIDEO, "-t", "1", "-c:v", "mpeg4"], &mpeg4);
+    ffmpeg(
+        &["-f", "lavfi", "-i", VIDEO, "-t", "1", "-c:v", "mpeg4"],
+        &mpeg4,
+    );
     let good = dir.join("good.mp4");
     ffmpeg(
-        &["-f", "lavfi", "-i", VIDEO, "-t", "1", "-c:v", "libx264", "-preset", "ultrafast"],
+        &[
+            "-f",
+            "lavfi",
+            "-i",
+            VIDEO,
+            "-t",
+            "1",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+        ],
         &good,
     );
     let data = std::fs::read(&good).unwrap();
@@ -298,15 +379,19 @@ fn unplayable_files_are_refused_with_the_reason() {
         let text = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{}: {text}", path.display());
         assert!(text.contains(needle), "{}: {text}", path.display());
-        assert!(text.contains("byte "), "{}: names the offset: {text}", path.display());
+        assert!(
+            text.contains("byte "),
+            "{}: names the offset: {text}",
+            path.display()
+        );
         assert!(!text.contains("panicked"), "{text}");
     }
 }
 
 /// KiB of `path` mapped into the server's memory (its share of the RSS), from /proc's smaps.
 fn mapped_rss_kib(server: &TestServer, path: &Path) -> u64 {
-    let smaps = std::fs::read_to_string(format!("/proc/{}/smaps", server.child.id()))
-        .unwrap_or_default();
+    let smaps =
+        std::fs::read_to_string(format!("/proc/{}/smaps", server.child.id())).unwrap_or_default();
     let name = path.to_str().unwrap();
     let mut in_file = false;
     let mut total = 0;
@@ -315,7 +400,11 @@ fn mapped_rss_kib(server: &TestServer, path: &Path) -> u64 {
         if first.contains('-') && !first.ends_with(':') {
             in_file = line.ends_with(name);
         } else if in_file && first == "Rss:" {
-            total += line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            total += line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
         }
     }
     total
@@ -331,9 +420,22 @@ fn memory_stays_far_below_the_size_of_a_plain_file_being_played() {
     // About 24 MB of barely compressible video: noise at a high bitrate.
     ffmpeg(
         &[
-            "-f", "lavfi", "-i", "nullsrc=size=320x240:rate=25,geq=random(1)*255:128:128",
-            "-t", "20", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-b:v", "10M",
-            "-pix_fmt", "yuv420p",
+            "-f",
+            "lavfi",
+            "-i",
+            "nullsrc=size=320x240:rate=25,geq=random(1)*255:128:128",
+            "-t",
+            "20",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "25",
+            "-b:v",
+            "10M",
+            "-pix_fmt",
+            "yuv420p",
         ],
         &path,
     );
@@ -341,7 +443,10 @@ fn memory_stays_far_below_the_size_of_a_plain_file_being_played() {
     assert!(size_kib > 16 * 1024, "the test file is only {size_kib} KiB");
     let arg = path.to_str().unwrap();
     let server = TestServer::start(&["--speed", "10", "--backlog", "1s", arg]);
-    assert!(mapped_rss_kib(&server, &path) < 1024, "the parse left the file mapped");
+    assert!(
+        mapped_rss_kib(&server, &path) < 1024,
+        "the parse left the file mapped"
+    );
     let mut r = SseReader::open(server.addr, "/events", "");
     let mut max_mapped = 0;
     let mut n = 0;

@@ -6,7 +6,7 @@
 
 use super::boxes::{find_child, BoxRef, Boxes};
 use super::fragment::{parse_fragment, Fragment};
-use super::init::{mime, read_tracks, resolution, Track};
+use super::init::{mime, read_tracks, resolution, Track, TrackKind};
 use super::lead_in::LeadIn;
 use super::plain::{parse_plain, Plain};
 use super::Mp4Error;
@@ -157,6 +157,7 @@ impl Movie {
             return Err(Mp4Error::NoDuration);
         }
         movie.starts = movie.compute_starts();
+        movie.drop_unplayed();
         Ok(movie)
     }
 
@@ -187,6 +188,7 @@ impl Movie {
             return Err(Mp4Error::NoDuration);
         }
         movie.starts = movie.compute_starts();
+        movie.drop_unplayed();
         Ok(movie)
     }
 
@@ -249,19 +251,30 @@ impl Movie {
         self.track_span(track) - self.repeat_span(track)
     }
 
-    /// The loop period as (ticks, timescale): the shortest track span (without the lead-in that
-    /// passes after the first leave out), so that on every loop each track's timeline moves on by
-    /// the same time and no track ever gets a gap (a longer track overlaps its own tail by a few
-    /// ms, which MSE handles by replacing the overlapped frames).
+    /// The loop period as (ticks, timescale): the shortest span of the video and audio tracks
+    /// (without the lead-in that passes after the first leave out), so that on every loop each
+    /// track's timeline moves on by the same time and no track ever gets a gap (a longer track
+    /// overlaps its own tail, which MSE handles by replacing the overlapped frames).
     pub fn loop_period(&self) -> (u64, u32) {
         self.period
     }
 
+    /// The shortest repeat span of the audio and video tracks (of all tracks if there are none).
+    ///
+    /// This used to keep the main track's span when the shortest was under 90% of it, leaving
+    /// the short track a hole at every loop point: a file joined from parts at 25 and 30 fps
+    /// (`ffmpeg -f concat -c copy`) has video 1.2 s longer than its audio, and Chromium, whose
+    /// buffered ranges are those all tracks have, stalled at the hole in the audio and froze the
+    /// picture for 1.2 s at every loop point. What a longer track has past the shortest one's end
+    /// could not be played through anyway; fragments that start there are left out instead
+    /// (`drop_unplayed`).
     fn compute_loop_period(&self) -> (u64, u32) {
+        let media = |t: &Track| matches!(t.kind, TrackKind::Video | TrackKind::Audio);
+        let any_media = self.tracks.iter().any(media);
         let mut best: Option<(u64, u32)> = None;
         for (i, t) in self.tracks.iter().enumerate() {
             let span = self.repeat_span(i);
-            if span == 0 || t.timescale == 0 {
+            if span == 0 || t.timescale == 0 || (any_media && !media(t)) {
                 continue;
             }
             let shorter = match best {
@@ -274,21 +287,24 @@ impl Movie {
                 best = Some((span, t.timescale));
             }
         }
-        let main = (
-            self.track_span(self.main_track),
-            self.tracks[self.main_track].timescale,
-        );
-        match best {
-            // Tracks of very different lengths: a gap in the short one is unavoidable, so keep
-            // the main track (which paces playout) gapless and its fragments in order.
-            Some((s, ts))
-                if u128::from(s) * u128::from(main.1) * 10
-                    < u128::from(main.0) * u128::from(ts) * 9 =>
-            {
-                main
-            }
-            Some(b) => b,
-            None => (0, 1),
+        best.unwrap_or((0, 1))
+    }
+
+    /// Leaves out the fragments that start at or after the loop period (a longer track's tail
+    /// that the next pass would replace before it could play), keeping at least the first.
+    fn drop_unplayed(&mut self) {
+        let (period, period_ts) = self.period;
+        let main_ts = u128::from(self.tracks[self.main_track].timescale.max(1));
+        let keep = self
+            .starts
+            .iter()
+            .position(|&s| u128::from(s) * u128::from(period_ts) >= u128::from(period) * main_ts)
+            .unwrap_or(self.starts.len())
+            .max(1);
+        self.fragments.truncate(keep);
+        self.starts.truncate(keep);
+        if let Layout::Plain(p) = &mut self.layout {
+            p.truncate(keep);
         }
     }
 

@@ -50,6 +50,13 @@ pub(super) struct Plain {
     pub(super) bytes: u64,
 }
 
+impl Plain {
+    /// Keeps the first `n` fragments (see `Movie::drop_unplayed`).
+    pub(super) fn truncate(&mut self, n: usize) {
+        self.firsts.truncate(n);
+    }
+}
+
 /// Everything `Movie::parse` needs from a plain file.
 pub(super) struct PlainMovie {
     pub(super) init: Vec<u8>,
@@ -155,7 +162,8 @@ fn less(a: i128, b: u64, c: i128, d: u64) -> bool {
 
 /// Where fragments start: per track, the index of each fragment's first sample. The main track
 /// is cut at its keyframes (or by length); every other track at its first sample that starts no
-/// earlier than the main track's cut (decode times, with each edit list's move applied).
+/// earlier than the main track's cut (decode times, with each edit list's move applied). The
+/// last cut of each track is where its last fragment ends.
 fn cut_points(tracks: &[Track], tables: &[SampleTable], main: usize) -> Vec<Vec<u32>> {
     let m = &tables[main];
     let ts = u64::from(tracks[main].timescale);
@@ -168,6 +176,7 @@ fn cut_points(tracks: &[Track], tables: &[SampleTable], main: usize) -> Vec<Vec<
     // In ticks: at least `min`, at most `max` seconds.
     let min_ticks = ts * min.0 / min.1;
     let max_ticks = ts * max.0 / max.1;
+    // Each track's cuts end with where its last fragment ends.
     let mut main_cuts = vec![0u32];
     let mut cut_times = vec![0u64];
     let (mut start, mut dts, mut bytes) = (0u64, 0u64, 0u64);
@@ -186,6 +195,10 @@ fn cut_points(tracks: &[Track], tables: &[SampleTable], main: usize) -> Vec<Vec<
         bytes += u64::from(m.sizes[i as usize]);
         dts += u64::from(m.durations[i as usize]);
     }
+    main_cuts.push(m.len());
+    // Other tracks end where the main one does: the loop is no longer than its shortest track,
+    // so what a track has after that would only be replaced by the next pass.
+    cut_times.push(dts);
     tables
         .iter()
         .enumerate()
@@ -218,7 +231,7 @@ fn build_fragments(
     main: usize,
     cuts: &[Vec<u32>],
 ) -> (Vec<Fragment>, Vec<Box<[u32]>>) {
-    let count = cuts[main].len();
+    let count = cuts[main].len() - 1;
     let mut fragments = Vec::with_capacity(count);
     let mut firsts = Vec::with_capacity(count);
     let mut dts = vec![0u64; tables.len()];
@@ -228,7 +241,7 @@ fn build_fragments(
         let (mut lo, mut hi) = (u64::MAX, 0u64);
         for (t, table) in tables.iter().enumerate() {
             let a = cuts[t][f];
-            let b = cuts[t].get(f + 1).copied().unwrap_or(table.len());
+            let b = cuts[t][f + 1];
             if a >= b {
                 continue;
             }
@@ -361,7 +374,12 @@ fn init_segment(data: &[u8], kept: &[Kept], movie_timescale: u32) -> Result<Vec<
         o.extend_from_slice(b"isomiso6mp41");
     });
     let mut moov = Vec::new();
-    let next_id = kept.iter().map(|k| k.track.id).max().unwrap_or(0).saturating_add(1);
+    let next_id = kept
+        .iter()
+        .map(|k| k.track.id)
+        .max()
+        .unwrap_or(0)
+        .saturating_add(1);
     put_full_box(&mut moov, b"mvhd", 0, |o| {
         // creation, modification, timescale, duration (0: unknown, as for a live stream),
         // rate 1.0, volume 1.0 and reserved(10), the unity matrix, pre_defined(24), next id.
@@ -404,10 +422,22 @@ fn write_trak(out: &mut Vec<u8>, data: &[u8], k: &Kept) -> Result<(), Mp4Error> 
     let mut trak = Vec::new();
     // The durations say how long the file is; a live stream has none.
     let v1 = data.get(tkhd.body) == Some(&1);
-    copy_zeroed(&mut trak, data, &tkhd, if v1 { 28 } else { 20 }, if v1 { 8 } else { 4 });
+    copy_zeroed(
+        &mut trak,
+        data,
+        &tkhd,
+        if v1 { 28 } else { 20 },
+        if v1 { 8 } else { 4 },
+    );
     let mut media = Vec::new();
     let v1 = data.get(mdhd.body) == Some(&1);
-    copy_zeroed(&mut media, data, &mdhd, if v1 { 24 } else { 16 }, if v1 { 8 } else { 4 });
+    copy_zeroed(
+        &mut media,
+        data,
+        &mdhd,
+        if v1 { 24 } else { 16 },
+        if v1 { 8 } else { 4 },
+    );
     media.extend_from_slice(&data[hdlr.range()]);
     let mut info = Vec::new();
     for c in Boxes::children(data, &minf) {
@@ -458,7 +488,11 @@ fn write_stsd(out: &mut Vec<u8>, data: &[u8], stsd: &BoxRef, track: &Track) {
             if v2 {
                 // Version 2 keeps the real values elsewhere; the decoder reads its config.
                 o.extend_from_slice(&[0, 2, 0, 16, 0, 0, 0, 0]);
-                let rate = if track.timescale <= 0xffff { track.timescale } else { 0 };
+                let rate = if track.timescale <= 0xffff {
+                    track.timescale
+                } else {
+                    0
+                };
                 put32(o, rate << 16);
             } else {
                 o.extend_from_slice(&fixed[16..28]);
@@ -467,8 +501,7 @@ fn write_stsd(out: &mut Vec<u8>, data: &[u8], stsd: &BoxRef, track: &Track) {
             for c in Boxes::new(data, children).map_while(Result::ok) {
                 if &c.box_type == b"wave" {
                     for w in Boxes::children(data, &c).map_while(Result::ok) {
-                        if matches!(&w.box_type, b"esds" | b"dOps" | b"dfLa" | b"dac3" | b"dec3")
-                        {
+                        if matches!(&w.box_type, b"esds" | b"dOps" | b"dfLa" | b"dac3" | b"dec3") {
                             o.extend_from_slice(&data[w.range()]);
                         }
                     }
@@ -552,7 +585,14 @@ pub(super) fn render_plain(
                         let size = table.sizes[i as usize];
                         put32(o, table.durations[i as usize]);
                         put32(o, size);
-                        put32(o, if table.is_sync(i) { SYNC_FLAGS } else { NON_SYNC_FLAGS });
+                        put32(
+                            o,
+                            if table.is_sync(i) {
+                                SYNC_FLAGS
+                            } else {
+                                NON_SYNC_FLAGS
+                            },
+                        );
                         let cto = table.presentation_offset(i);
                         let cto = cto.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
                         put32(o, cto as u32);

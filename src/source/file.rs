@@ -179,7 +179,9 @@ fn give_back(map: &Mmap, range: Range<usize>) {
     // process's page tables; the next read faults them in again from the file, unchanged. No
     // reference into the mapping is invalidated (its contents do not change), which is the
     // contract memmap2 asks of `unchecked_advise_range`.
-    if let Err(e) = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) } {
+    if let Err(e) =
+        unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) }
+    {
         log::debug!("madvise(MADV_DONTNEED): {e}");
     }
 }
