@@ -355,11 +355,17 @@ fn put32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_be_bytes());
 }
 
+/// Copies the box `b` with a plain 32-bit size: its header said how long it is where it was (a
+/// size of 0 runs to the end of its parent), which need not hold where the copy goes.
+fn copy_box(out: &mut Vec<u8>, data: &[u8], b: &BoxRef) {
+    put_box(out, &b.box_type, |o| o.extend_from_slice(&data[b.body..b.end]));
+}
+
 /// Copies the box `b` with the `len` bytes at `at` (from its body) set to zero, if they are in it.
 fn copy_zeroed(out: &mut Vec<u8>, data: &[u8], b: &BoxRef, at: usize, len: usize) {
     let start = out.len();
-    out.extend_from_slice(&data[b.range()]);
-    let from = start + (b.body - b.start) + at;
+    copy_box(out, data, b);
+    let from = start + 8 + at;
     if let Some(f) = out.get_mut(from..from + len) {
         f.fill(0);
     }
@@ -438,12 +444,12 @@ fn write_trak(out: &mut Vec<u8>, data: &[u8], k: &Kept) -> Result<(), Mp4Error> 
         if v1 { 24 } else { 16 },
         if v1 { 8 } else { 4 },
     );
-    media.extend_from_slice(&data[hdlr.range()]);
+    copy_box(&mut media, data, &hdlr);
     let mut info = Vec::new();
     for c in Boxes::children(data, &minf) {
         let c = c?;
         if &c.box_type != b"stbl" {
-            info.extend_from_slice(&data[c.range()]);
+            copy_box(&mut info, data, &c);
         }
     }
     put_box(&mut info, b"stbl", |o| {
@@ -476,7 +482,7 @@ fn write_stsd(out: &mut Vec<u8>, data: &[u8], stsd: &BoxRef, track: &Track) {
             && (be16(data, entry.body + 8).is_some_and(|v| v != 0)
                 || audio_config(data, &entry, b"wave").ok().flatten().is_some());
         if !quicktime || entry.body + 28 > entry.end {
-            o.extend_from_slice(&data[entry.range()]);
+            copy_box(o, data, &entry);
             return;
         }
         put_box(o, &entry.box_type, |o| {
@@ -502,11 +508,11 @@ fn write_stsd(out: &mut Vec<u8>, data: &[u8], stsd: &BoxRef, track: &Track) {
                 if &c.box_type == b"wave" {
                     for w in Boxes::children(data, &c).map_while(Result::ok) {
                         if matches!(&w.box_type, b"esds" | b"dOps" | b"dfLa" | b"dac3" | b"dec3") {
-                            o.extend_from_slice(&data[w.range()]);
+                            copy_box(o, data, &w);
                         }
                     }
                 } else {
-                    o.extend_from_slice(&data[c.range()]);
+                    copy_box(o, data, &c);
                 }
             }
         });
