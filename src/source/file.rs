@@ -134,7 +134,7 @@ impl Video {
         }
     }
 
-    /// Gives back the mapped pages wholly inside `range` (a fragment that went out): reading
+    /// Gives back the mapped pages of `range` (a fragment that went out; see `give_back`): reading
     /// them again faults them in from the page cache, so the RSS of a long file being played
     /// stays at what one fragment needs instead of growing to the whole file.
     pub fn release(&self, range: Range<usize>) {
@@ -165,12 +165,13 @@ impl Video {
     }
 }
 
-/// `madvise(MADV_DONTNEED)` on the pages of `map` that lie wholly inside `range`, so a page the
-/// next fragment shares stays.
+/// `madvise(MADV_DONTNEED)` on the pages of `map` from the one `range` starts in to the last one
+/// it fills: a page it shares with the fragment before (already sent) goes, one it shares with
+/// the next fragment stays until that one is given back.
 fn give_back(map: &Mmap, range: Range<usize>) {
     // SAFETY: sysconf only reads a system constant.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    let start = range.start.div_ceil(page.max(1)) * page;
+    let start = range.start / page.max(1) * page;
     let end = range.end.min(map.len()) / page.max(1) * page;
     if end <= start {
         return;
