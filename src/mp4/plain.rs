@@ -358,7 +358,9 @@ fn put32(out: &mut Vec<u8>, v: u32) {
 /// Copies the box `b` with a plain 32-bit size: its header said how long it is where it was (a
 /// size of 0 runs to the end of its parent), which need not hold where the copy goes.
 fn copy_box(out: &mut Vec<u8>, data: &[u8], b: &BoxRef) {
-    put_box(out, &b.box_type, |o| o.extend_from_slice(&data[b.body..b.end]));
+    put_box(out, &b.box_type, |o| {
+        o.extend_from_slice(&data[b.body..b.end])
+    });
 }
 
 /// Copies the box `b` with the `len` bytes at `at` (from its body) set to zero, if they are in it.
