@@ -480,7 +480,12 @@ fn write_stsd(out: &mut Vec<u8>, data: &[u8], stsd: &BoxRef, track: &Track) {
             return;
         };
         put32(o, 1);
+        let audio_entry = matches!(
+            &entry.box_type,
+            b"mp4a" | b"Opus" | b"fLaC" | b"ac-3" | b"ec-3"
+        );
         let quicktime = track.kind == TrackKind::Audio
+            && audio_entry
             && (be16(data, entry.body + 8).is_some_and(|v| v != 0)
                 || audio_config(data, &entry, b"wave").ok().flatten().is_some());
         if !quicktime || entry.body + 28 > entry.end {
