@@ -196,9 +196,17 @@ fn cut_points(tracks: &[Track], tables: &[SampleTable], main: usize) -> Vec<Vec<
         dts += u64::from(m.durations[i as usize]);
     }
     main_cuts.push(m.len());
-    // Other tracks end where the main one does: the loop is no longer than its shortest track,
-    // so what a track has after that would only be replaced by the next pass.
-    cut_times.push(dts);
+    let mut targets: Vec<i128> = cut_times
+        .iter()
+        .map(|&t| i128::from(t) + i128::from(m.shift))
+        .collect();
+    // Other tracks end where the main one is last shown: the loop is no longer than the
+    // shortest track, so what a track has after that would only be replaced by the next pass.
+    let last_shown = (0..m.len())
+        .map(|i| m.presentation_offset(i))
+        .max()
+        .unwrap_or(0);
+    targets.push(i128::from(dts) + i128::from(last_shown.max(m.shift)));
     tables
         .iter()
         .enumerate()
@@ -209,8 +217,7 @@ fn cut_points(tracks: &[Track], tables: &[SampleTable], main: usize) -> Vec<Vec<
             let tts = u64::from(tracks[t].timescale);
             let mut cuts = vec![0u32];
             let (mut i, mut dts) = (0u32, 0u64);
-            for &at in &cut_times[1..] {
-                let target = i128::from(at) + i128::from(m.shift);
+            for &target in &targets[1..] {
                 while i < table.len()
                     && less(i128::from(dts) + i128::from(table.shift), ts, target, tts)
                 {
