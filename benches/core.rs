@@ -1,5 +1,7 @@
 //! Criterion benches for the hot paths: HTTP request parsing, SSE encoding of a fragment, its
-//! compression (ours against two well-kept deflate crates), MP4 splitting of the sample, the push parser a publisher's body goes through, and the per-viewer
+//! compression (ours against two well-kept deflate crates), MP4 splitting of the sample, a plain
+//! file's sample tables and the fragments written from them, the push parser a publisher's body
+//! goes through, and the per-viewer
 //! cost of delivering one fragment (offer to the
 //! queue + one vectored write to a real loopback socket), reported per viewer.
 //!
@@ -11,7 +13,7 @@ use criterion::{
 use ssecast::harness::FanoutHarness;
 use ssecast::http::chunked::{encode, ChunkedDecoder};
 use ssecast::http::parse_request;
-use ssecast::mp4::Movie;
+use ssecast::mp4::{render_fragment, Movie};
 use ssecast::source::file::SAMPLE;
 use ssecast::source::push::{PushEvent, PushParser};
 use ssecast::sse::deflate::deflate_frame;
@@ -250,5 +252,201 @@ fn deliver(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, http_parse, sse_encode, compress, mp4_split, push_parse, deliver);
+fn bx(t: &[u8; 4], body: &[u8]) -> Vec<u8> {
+    let mut v = ((body.len() + 8) as u32).to_be_bytes().to_vec();
+    v.extend_from_slice(t);
+    v.extend_from_slice(body);
+    v
+}
+
+fn full(t: &[u8; 4], values: &[u32]) -> Vec<u8> {
+    let body: Vec<u8> = std::iter::once(0u32)
+        .chain(values.iter().copied())
+        .flat_map(u32::to_be_bytes)
+        .collect();
+    bx(t, &body)
+}
+
+/// A plain MP4 as a camera writes one, `secs` seconds long: 25 fps H.264-like video (frames of
+/// `frame_bytes`, a keyframe every second, no B-frames) and 48 kHz AAC-like audio (1024-sample
+/// frames of 200 bytes), interleaved a second at a time, the moov at the end. The sample bytes
+/// are filler; only the tables matter to the parser and the copy to the renderer.
+fn plain_mp4(secs: u32, frame_bytes: u32) -> Vec<u8> {
+    let (frames, audio_per_sec, audio_bytes) = (25 * secs, 47u32, 200u32);
+    let mut file = bx(b"ftyp", b"isom\0\0\x02\0isomiso2avc1mp41");
+    let mdat_at = file.len();
+    let payload = u64::from(secs) * u64::from(25 * frame_bytes + audio_per_sec * audio_bytes);
+    file.extend_from_slice(&((payload + 8) as u32).to_be_bytes());
+    file.extend_from_slice(b"mdat");
+    file.resize(file.len() + payload as usize, 0x5a);
+    let (mut v_chunks, mut a_chunks) = (Vec::new(), Vec::new());
+    let mut at = (mdat_at + 8) as u32;
+    for _ in 0..secs {
+        v_chunks.push(at);
+        at += 25 * frame_bytes;
+        a_chunks.push(at);
+        at += audio_per_sec * audio_bytes;
+    }
+    let stbl = |entry: Vec<u8>,
+                count: u32,
+                delta: u32,
+                size: u32,
+                per_chunk: u32,
+                chunks: &[u32],
+                sync: Option<Vec<u32>>| {
+        let mut b = bx(
+            b"stsd",
+            &[&[0u8; 4][..], &1u32.to_be_bytes(), &entry].concat(),
+        );
+        b.extend(full(b"stts", &[1, count, delta]));
+        if let Some(sync) = sync {
+            b.extend(full(b"stss", &[&[sync.len() as u32][..], &sync].concat()));
+        }
+        b.extend(full(b"stsc", &[1, 1, per_chunk, 1]));
+        b.extend(full(b"stsz", &[size, count]));
+        b.extend(full(
+            b"stco",
+            &[&[chunks.len() as u32][..], chunks].concat(),
+        ));
+        bx(b"stbl", &b)
+    };
+    let trak = |id: u32, handler: &[u8; 4], timescale: u32, stbl: Vec<u8>| {
+        let tkhd = full(
+            b"tkhd",
+            &[
+                0,
+                0,
+                id,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0x0001_0000,
+                0,
+                0,
+                0,
+                0x0001_0000,
+                0,
+                0,
+                0,
+                0x4000_0000,
+                0,
+                0,
+            ],
+        );
+        let mdhd = full(b"mdhd", &[0, 0, timescale, 0, 0x55c4_0000]);
+        let hdlr = bx(b"hdlr", &[&[0u8; 8][..], handler, &[0u8; 13]].concat());
+        let minf = bx(b"minf", &[bx(b"dinf", &full(b"dref", &[0])), stbl].concat());
+        bx(
+            b"trak",
+            &[tkhd, bx(b"mdia", &[mdhd, hdlr, minf].concat())].concat(),
+        )
+    };
+    let mut avc1 = vec![0u8; 6];
+    avc1.extend_from_slice(&1u16.to_be_bytes());
+    avc1.extend_from_slice(&[0; 16]);
+    avc1.extend_from_slice(&320u16.to_be_bytes());
+    avc1.extend_from_slice(&180u16.to_be_bytes());
+    avc1.extend_from_slice(&[0, 0x48, 0, 0, 0, 0x48, 0, 0, 0, 0, 0, 0, 0, 1]);
+    avc1.extend_from_slice(&[0; 32]);
+    avc1.extend_from_slice(&[0, 0x18, 0xff, 0xff]);
+    avc1.extend(bx(b"avcC", &[1, 0x42, 0xc0, 0x1e, 0xff, 0xe0, 0]));
+    let mut mp4a = vec![0u8; 6];
+    mp4a.extend_from_slice(&1u16.to_be_bytes());
+    mp4a.extend_from_slice(&[
+        0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 16, 0, 0, 0, 0, 0xbb, 0x80, 0, 0,
+    ]);
+    let sync = (0..secs).map(|s| s * 25 + 1).collect();
+    let video = stbl(
+        bx(b"avc1", &avc1),
+        frames,
+        512,
+        frame_bytes,
+        25,
+        &v_chunks,
+        Some(sync),
+    );
+    let audio = stbl(
+        bx(b"mp4a", &mp4a),
+        audio_per_sec * secs,
+        1024,
+        audio_bytes,
+        audio_per_sec,
+        &a_chunks,
+        None,
+    );
+    let mvhd = full(
+        b"mvhd",
+        &[
+            0,
+            0,
+            1000,
+            0,
+            0x0001_0000,
+            0x0100_0000,
+            0,
+            0,
+            0x0001_0000,
+            0,
+            0,
+            0,
+            0x0001_0000,
+            0,
+            0,
+            0,
+            0x4000_0000,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            3,
+        ],
+    );
+    let moov = [
+        mvhd,
+        trak(1, b"vide", 12800, video),
+        trak(2, b"soun", 48000, audio),
+    ]
+    .concat();
+    file.extend(bx(b"moov", &moov));
+    file
+}
+
+/// A plain file's sample tables read and cut into fragments: a 2-hour file (180,000 video and
+/// 338,400 audio samples; small samples, as only the tables count), and the writing of one
+/// fragment (moof from the tables, the samples' bytes copied) of a 4 Mbit/s file.
+fn plain_mp4_bench(c: &mut Criterion) {
+    let long = plain_mp4(7200, 16);
+    let mut g = c.benchmark_group("plain");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("parse_2h_tables", |b| {
+        b.iter(|| Movie::parse(black_box(&long)).expect("plain file"))
+    });
+    let file = plain_mp4(20, 20_000);
+    let movie = Movie::parse(&file).expect("plain file");
+    let mut out = Vec::new();
+    render_fragment(&movie, &file, 3, 1, 7, &mut out);
+    g.throughput(Throughput::Bytes(out.len() as u64));
+    g.sample_size(50);
+    g.bench_function("render_fragment_500KB", |b| {
+        b.iter(|| render_fragment(&movie, black_box(&file), 3, 1, 7, &mut out))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    http_parse,
+    sse_encode,
+    compress,
+    mp4_split,
+    plain_mp4_bench,
+    push_parse,
+    deliver
+);
 criterion_main!(benches);

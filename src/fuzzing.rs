@@ -4,7 +4,9 @@
 
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::{HeadReader, Parsed, MAX_HEAD};
-use crate::mp4::{render_fragment, shift_decode_times, Movie};
+use crate::mp4::{
+    parse_fragment_at, read_box, render_fragment, shift_decode_times, InitSegment, Movie, Mp4Error,
+};
 use crate::source::playout::Playout;
 use crate::source::push::{PushEvent, PushParser, MAX_FRAGMENT, MAX_INIT};
 use std::time::Instant;
@@ -53,7 +55,8 @@ pub fn feed_in_pieces(data: &[u8]) {
 }
 
 /// Parses `data` as a movie and, if it parses, derives everything the server would from it and
-/// renders each fragment across two loops.
+/// renders each fragment across loops; a plain file's written fragments must read back with its
+/// generated init segment.
 pub fn parse_and_render(data: &[u8]) {
     let Ok(movie) = Movie::parse(data) else {
         return;
@@ -62,10 +65,33 @@ pub fn parse_and_render(data: &[u8]) {
     let _ = movie.resolution();
     let _ = movie.duration_secs();
     let mut out = Vec::new();
+    // What a plain file's fragments are read back with: its generated init segment.
+    let init = movie.is_plain().then(|| {
+        let ftyp_len = read_box(&movie.init, 0, movie.init.len()).map_or(0, |b| b.end);
+        let (ftyp, moov) = movie.init.split_at(ftyp_len);
+        InitSegment::parse(Some(ftyp), moov).expect("a generated init segment parses")
+    });
     for i in 0..movie.fragments.len().min(64) {
         for loops in [0, 1, u64::from(u32::MAX)] {
             render_fragment(&movie, data, i, loops, 7, &mut out);
-            assert_eq!(out.len(), movie.fragments[i].range.len());
+            let Some(init) = &init else {
+                assert_eq!(out.len(), movie.fragments[i].range.len());
+                continue;
+            };
+            // A written fragment reads back with the tracks and samples it was written from
+            // (less a lead-in left out), unless its samples are all empty.
+            match parse_fragment_at(&out, 0, init) {
+                Ok(f) => {
+                    let want = &movie.fragments[i].runs;
+                    assert_eq!(f.runs.len(), want.len(), "fragment {i}");
+                    for (got, want) in f.runs.iter().zip(want) {
+                        assert_eq!(got.track, want.track);
+                        assert!(got.samples <= want.samples && got.samples > 0);
+                    }
+                }
+                Err(Mp4Error::EmptyMdat { .. }) => {}
+                Err(e) => panic!("fragment {i} of pass {loops} does not read back: {e}"),
+            }
         }
     }
     let t0 = Instant::now();

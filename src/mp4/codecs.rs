@@ -50,17 +50,9 @@ pub(super) fn describe_sample_entry(
     }
     match t {
         b"mp4a" => {
-            let children = entry.body + AUDIO_ENTRY_LEN..entry.end;
-            for c in Boxes::new(data, children) {
-                let c = c?;
-                if &c.box_type == b"esds" {
-                    let body = data.get(c.body..c.end).unwrap_or(&[]);
-                    track.codec = Some(esds_codec(body).unwrap_or_else(|| "mp4a.40.2".into()));
-                }
-            }
-            if track.codec.is_none() {
-                track.codec = Some("mp4a.40.2".into());
-            }
+            let esds = audio_config(data, entry, b"esds")?;
+            let body = esds.and_then(|c| data.get(c.body..c.end)).unwrap_or(&[]);
+            track.codec = Some(esds_codec(body).unwrap_or_else(|| "mp4a.40.2".into()));
         }
         b"Opus" => track.codec = Some("opus".into()),
         b"fLaC" => track.codec = Some("flac".into()),
@@ -69,6 +61,42 @@ pub(super) fn describe_sample_entry(
         _ => {}
     }
     Ok(())
+}
+
+/// Where an audio sample entry's child boxes start: after the 28 bytes of an ISO entry (version
+/// 0), plus the 16 or 36 more a QuickTime sound description of version 1 or 2 has.
+pub(super) fn audio_children_at(data: &[u8], entry: &BoxRef) -> usize {
+    // reserved(6) data_reference_index(2), then the version.
+    let extra = match be16(data, entry.body + 8) {
+        Some(1) => 16,
+        Some(2) => 36,
+        _ => 0,
+    };
+    entry.body + AUDIO_ENTRY_LEN + extra
+}
+
+/// The configuration box `t` (`esds`, ...) of an audio sample entry: a child, or inside the
+/// QuickTime `wave` box a `.mov` keeps it in.
+pub(super) fn audio_config(
+    data: &[u8],
+    entry: &BoxRef,
+    t: &[u8; 4],
+) -> Result<Option<BoxRef>, Mp4Error> {
+    for c in Boxes::new(data, audio_children_at(data, entry)..entry.end) {
+        let c = c?;
+        if &c.box_type == t {
+            return Ok(Some(c));
+        }
+        if &c.box_type == b"wave" {
+            for w in Boxes::children(data, &c) {
+                let w = w?;
+                if &w.box_type == t {
+                    return Ok(Some(w));
+                }
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// `avc1.PPCCLL` from an AVCDecoderConfigurationRecord.

@@ -61,6 +61,50 @@ pub enum Mp4Error {
     },
     /// Bytes after the box a piece must end with.
     TrailingBytes { offset: usize, len: usize },
+    /// A plain file's video or audio track in a codec MSE cannot carry (or the parser does not
+    /// know), by its sample entry.
+    UnsupportedCodec {
+        offset: usize,
+        track_id: u32,
+        sample_entry: [u8; 4],
+    },
+    /// A plain file's track has more samples than [`MAX_SAMPLES`](super::tables) allows.
+    TooManySamples {
+        offset: usize,
+        track_id: u32,
+        count: u64,
+    },
+    /// A sample table describes another number of samples than the track's `stsz` has.
+    TableMismatch {
+        offset: usize,
+        track_id: u32,
+        table: &'static str,
+        says: u64,
+        samples: u32,
+    },
+    /// A sample of no duration (numbered from 1).
+    ZeroDuration {
+        offset: usize,
+        track_id: u32,
+        sample: u32,
+    },
+    /// The sample sizes of a track add up to more bytes than the file has.
+    SamplesExceedFile { offset: usize, track_id: u32 },
+    /// A sample (numbered from 1) at byte `at` of `size` bytes ends past the end of the file.
+    SampleOutsideFile {
+        offset: usize,
+        track_id: u32,
+        sample: u32,
+        at: u64,
+        size: u32,
+        file_len: u64,
+    },
+    /// 32-bit chunk offsets (`stco`) in a file whose samples lie past 4 GiB: they wrapped.
+    NeedsCo64 { offset: usize, track_id: u32 },
+    /// A file structure ssecast does not play, described by `what`.
+    Unsupported { offset: usize, what: &'static str },
+    /// A plain file whose tracks have no samples at all.
+    NoSamples { offset: usize },
 }
 
 /// How many sample entries [`Mp4Error::NoPlayableTrack`] names.
@@ -165,6 +209,78 @@ impl fmt::Display for Mp4Error {
             Mp4Error::TrailingBytes { offset, len } => write!(
                 f,
                 "{len} unexpected bytes follow the last box, from byte {offset}"
+            ),
+            Mp4Error::UnsupportedCodec {
+                offset,
+                track_id,
+                sample_entry,
+            } => write!(
+                f,
+                "track {track_id} (the 'trak' box at byte {offset}) is in codec '{}', which \
+                 browsers cannot play through Media Source Extensions; re-encode it, e.g. \
+                 ffmpeg -i input -c:v libx264 -c:a aac output.mp4",
+                fourcc(sample_entry)
+            ),
+            Mp4Error::TooManySamples {
+                offset,
+                track_id,
+                count,
+            } => write!(
+                f,
+                "the sample table at byte {offset} gives track {track_id} {count} samples, more \
+                 than the {} ssecast plays",
+                super::tables::MAX_SAMPLES
+            ),
+            Mp4Error::TableMismatch {
+                offset,
+                track_id,
+                table,
+                says,
+                samples,
+            } => write!(
+                f,
+                "the '{table}' box at byte {offset} does not agree with the track's {samples} \
+                 samples (it describes {says}) in track {track_id}"
+            ),
+            Mp4Error::ZeroDuration {
+                offset,
+                track_id,
+                sample,
+            } => write!(
+                f,
+                "the 'stts' box at byte {offset} gives sample {sample} of track {track_id} no \
+                 duration"
+            ),
+            Mp4Error::SamplesExceedFile { offset, track_id } => write!(
+                f,
+                "the sample sizes at byte {offset} add up to more bytes than the file has \
+                 (track {track_id})"
+            ),
+            Mp4Error::SampleOutsideFile {
+                offset,
+                track_id,
+                sample,
+                at,
+                size,
+                file_len,
+            } => write!(
+                f,
+                "the chunk offsets at byte {offset} put sample {sample} of track {track_id} \
+                 ({size} bytes at byte {at}) past the end of the file ({file_len} bytes): \
+                 the file is truncated or its sample table is wrong"
+            ),
+            Mp4Error::NeedsCo64 { offset, track_id } => write!(
+                f,
+                "the 32-bit chunk offsets ('stco') at byte {offset} of track {track_id} wrap \
+                 around in a file over 4 GiB, where 64-bit ones ('co64') are needed; remux it \
+                 with ffmpeg -i input -c copy output.mp4"
+            ),
+            Mp4Error::Unsupported { offset, what } => {
+                write!(f, "the box at byte {offset} uses {what}, which ssecast does not play")
+            }
+            Mp4Error::NoSamples { offset } => write!(
+                f,
+                "the 'moov' box at byte {offset} describes tracks without any samples"
             ),
         }
     }

@@ -36,7 +36,8 @@ pub struct TrackRun {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fragment {
     /// Byte range in the buffer it was parsed from (the file, or the piece given to
-    /// [`parse_fragment_at`]), from the moof's first byte to the mdat's last.
+    /// [`parse_fragment_at`]), from the moof's first byte to the mdat's last. For a fragment
+    /// written from a plain file's sample tables: from its first sample's byte to its last's.
     pub range: Range<usize>,
     /// Offset of the `mfhd` sequence number, relative to the fragment start.
     pub(super) mfhd_seq_at: usize,

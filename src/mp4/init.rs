@@ -166,7 +166,8 @@ fn parse_moov(data: &[u8], moov: &BoxRef) -> Result<Vec<Track>, Mp4Error> {
     Ok(tracks)
 }
 
-fn parse_trak(data: &[u8], trak: &BoxRef) -> Result<Track, Mp4Error> {
+/// Reads one `trak`: id, kind, timescale, and codec and picture size from its first sample entry.
+pub(super) fn parse_trak(data: &[u8], trak: &BoxRef) -> Result<Track, Mp4Error> {
     let tkhd = require_child(data, trak, "tkhd", "trak")?;
     let version = field(data.get(tkhd.body).copied(), tkhd.start, "the tkhd box")?;
     // track_ID follows version/flags and the creation/modification times (4 or 8 bytes each).

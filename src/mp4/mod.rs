@@ -22,7 +22,9 @@ mod fragment;
 mod init;
 mod lead_in;
 mod movie;
+mod plain;
 mod render;
+mod tables;
 #[cfg(test)]
 mod testutil;
 

@@ -1,18 +1,35 @@
-//! A whole fragmented file as the looping player uses it ([`Movie`]): finds the init segment
-//! and the fragments among the top-level boxes, and works out each track's span, the loop period
-//! and when each fragment starts. The moov is read by `init`, each moof by `fragment`; the
-//! B-frame lead-in is found in `lead_in`.
+//! A whole file as the looping player uses it ([`Movie`]): finds the init segment and the
+//! fragments among the top-level boxes of a fragmented file, or has a plain one's sample tables
+//! cut into fragments, and works out each track's span, the loop period and when each fragment
+//! starts. The moov is read by `init`, each moof by `fragment`, a plain file by `plain`; the
+//! B-frame lead-in of a fragmented file is found in `lead_in`.
 
 use super::boxes::{find_child, BoxRef, Boxes};
 use super::fragment::{parse_fragment, Fragment};
-use super::init::{mime, read_tracks, resolution, Track};
+use super::init::{mime, read_tracks, resolution, Track, TrackKind};
 use super::lead_in::LeadIn;
+use super::plain::{parse_plain, Plain};
 use super::Mp4Error;
+use std::ops::Range;
 
-/// A parsed fragmented MP4.
+/// While parsing, the bytes before the box being read are handed back (see
+/// [`Movie::parse_releasing`]) in steps of at least this many.
+const RELEASE_STEP: usize = 8 << 20;
+
+/// Where a movie's fragments come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Layout {
+    /// The file's own moof+mdat pairs, copied and retimed.
+    Fragmented,
+    /// Fragments written from a plain file's sample tables.
+    Plain(Box<Plain>),
+}
+
+/// A parsed MP4: fragmented, or plain and fragmented in memory.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Movie {
-    /// ftyp (if any) followed by moov: the MSE initialization segment.
+    /// The MSE initialization segment: a fragmented file's ftyp (if any) and moov, or one
+    /// generated for a plain file.
     pub init: Vec<u8>,
     pub tracks: Vec<Track>,
     pub fragments: Vec<Fragment>,
@@ -25,11 +42,29 @@ pub struct Movie {
     /// What passes after the first leave out of the first fragment (see [`LeadIn`]), ordered
     /// from the last sample table in the fragment to the first.
     pub(super) lead_in: Vec<LeadIn>,
+    layout: Layout,
 }
 
 impl Movie {
     /// Parses a whole file.
     pub fn parse(data: &[u8]) -> Result<Movie, Mp4Error> {
+        Movie::parse_releasing(data, &mut |_| {})
+    }
+
+    /// Parses a whole file, calling `release` with ranges of `data` that the parse is done with
+    /// as it goes (in steps of several MiB), so a caller with the file mapped can give those
+    /// pages back: the moofs of a fragmented file are spread over all of it.
+    pub fn parse_releasing(
+        data: &[u8],
+        release: &mut dyn FnMut(Range<usize>),
+    ) -> Result<Movie, Mp4Error> {
+        let mut released = 0;
+        let mut progress = |at: usize| {
+            if at >= released + RELEASE_STEP {
+                release(released..at);
+                released = at;
+            }
+        };
         let mut ftyp: Option<BoxRef> = None;
         let mut moov: Option<BoxRef> = None;
         let mut pending_moof: Option<BoxRef> = None;
@@ -54,6 +89,7 @@ impl Movie {
                 return Err(Mp4Error::NotMp4 { first: b.box_type });
             }
             first = false;
+            progress(b.start);
             match &b.box_type {
                 b"ftyp" if ftyp.is_none() => ftyp = Some(b),
                 b"moov" if moov.is_none() => moov = Some(b),
@@ -84,16 +120,18 @@ impl Movie {
             return Err(Mp4Error::MoofWithoutMdat { offset: m.start });
         }
         let moov = moov.ok_or(Mp4Error::NoMoov)?;
-        let (tracks, main_track) = read_tracks(data, &moov)?;
         if moofs.is_empty() {
-            if find_child(data, &moov, b"mvex")?.is_none() {
-                return Err(Mp4Error::NotFragmented);
-            }
-            return Err(Mp4Error::NoFragments);
+            return Movie::from_plain(data, &moov);
         }
+        let (tracks, main_track) = read_tracks(data, &moov)?;
+        let mut released = 0;
         let mut fragments = Vec::with_capacity(moofs.len());
         for (moof, mdat) in moofs {
             fragments.push(parse_fragment(data, &moof, &mdat, &tracks, main_track)?);
+            if moof.start >= released + RELEASE_STEP {
+                release(released..moof.start);
+                released = moof.start;
+            }
         }
         if !fragments.iter().any(|f| f.keyframe) {
             return Err(Mp4Error::NoKeyframe);
@@ -111,6 +149,7 @@ impl Movie {
             starts: Vec::new(),
             period: (0, 1),
             lead_in: Vec::new(),
+            layout: Layout::Fragmented,
         };
         movie.lead_in = movie.find_lead_in(data)?;
         movie.period = movie.compute_loop_period();
@@ -118,7 +157,52 @@ impl Movie {
             return Err(Mp4Error::NoDuration);
         }
         movie.starts = movie.compute_starts();
+        movie.drop_unplayed();
         Ok(movie)
+    }
+
+    /// A plain file (a moov with sample tables, no moofs), cut into fragments in memory; or, when
+    /// its moov has an `mvex` but no samples, a fragmented file without fragments.
+    fn from_plain(data: &[u8], moov: &BoxRef) -> Result<Movie, Mp4Error> {
+        let p = match parse_plain(data, moov) {
+            Err(Mp4Error::NoSamples { .. }) if find_child(data, moov, b"mvex")?.is_some() => {
+                return Err(Mp4Error::NoFragments)
+            }
+            p => p?,
+        };
+        if !p.fragments[0].keyframe {
+            return Err(Mp4Error::NoKeyframe);
+        }
+        let mut movie = Movie {
+            init: p.init,
+            tracks: p.tracks,
+            fragments: p.fragments,
+            main_track: p.main_track,
+            starts: Vec::new(),
+            period: (0, 1),
+            lead_in: Vec::new(),
+            layout: Layout::Plain(Box::new(p.plain)),
+        };
+        movie.period = movie.compute_loop_period();
+        if movie.period.0 == 0 {
+            return Err(Mp4Error::NoDuration);
+        }
+        movie.starts = movie.compute_starts();
+        movie.drop_unplayed();
+        Ok(movie)
+    }
+
+    /// True when the file was a plain (non-fragmented) one, fragmented in memory.
+    pub fn is_plain(&self) -> bool {
+        matches!(self.layout, Layout::Plain(_))
+    }
+
+    /// The plain file's sample tables, if it was one.
+    pub(super) fn plain(&self) -> Option<&Plain> {
+        match &self.layout {
+            Layout::Plain(p) => Some(p),
+            Layout::Fragmented => None,
+        }
     }
 
     /// The MSE MIME type with the codecs of every track the parser knows.
@@ -148,12 +232,15 @@ impl Movie {
     /// How much of `track` every pass after the first plays, in its timescale: its span without
     /// the lead-in those passes leave out.
     fn repeat_span(&self, track: usize) -> u64 {
-        let skipped: u64 = self
-            .lead_in
-            .iter()
-            .filter(|l| self.fragments[0].runs[l.run].track == track)
-            .map(|l| l.duration)
-            .sum();
+        let skipped: u64 = match &self.layout {
+            Layout::Plain(p) => p.lead_in.get(track).map_or(0, |l| l.1),
+            Layout::Fragmented => self
+                .lead_in
+                .iter()
+                .filter(|l| self.fragments[0].runs[l.run].track == track)
+                .map(|l| l.duration)
+                .sum(),
+        };
         self.track_span(track).saturating_sub(skipped)
     }
 
@@ -164,19 +251,30 @@ impl Movie {
         self.track_span(track) - self.repeat_span(track)
     }
 
-    /// The loop period as (ticks, timescale): the shortest track span (without the lead-in that
-    /// passes after the first leave out), so that on every loop each track's timeline moves on by
-    /// the same time and no track ever gets a gap (a longer track overlaps its own tail by a few
-    /// ms, which MSE handles by replacing the overlapped frames).
+    /// The loop period as (ticks, timescale): the shortest span of the video and audio tracks
+    /// (without the lead-in that passes after the first leave out), so that on every loop each
+    /// track's timeline moves on by the same time and no track ever gets a gap (a longer track
+    /// overlaps its own tail, which MSE handles by replacing the overlapped frames).
     pub fn loop_period(&self) -> (u64, u32) {
         self.period
     }
 
+    /// The shortest repeat span of the audio and video tracks (of all tracks if there are none).
+    ///
+    /// This used to keep the main track's span when the shortest was under 90% of it, leaving
+    /// the short track a hole at every loop point: a file joined from parts at 25 and 30 fps
+    /// (`ffmpeg -f concat -c copy`) has video 1.2 s longer than its audio, and Chromium, whose
+    /// buffered ranges are those all tracks have, stalled at the hole in the audio and froze the
+    /// picture for 1.2 s at every loop point. What a longer track has past the shortest one's end
+    /// could not be played through anyway; fragments that start there are left out instead
+    /// (`drop_unplayed`).
     fn compute_loop_period(&self) -> (u64, u32) {
+        let media = |t: &Track| matches!(t.kind, TrackKind::Video | TrackKind::Audio);
+        let any_media = self.tracks.iter().any(media);
         let mut best: Option<(u64, u32)> = None;
         for (i, t) in self.tracks.iter().enumerate() {
             let span = self.repeat_span(i);
-            if span == 0 || t.timescale == 0 {
+            if span == 0 || t.timescale == 0 || (any_media && !media(t)) {
                 continue;
             }
             let shorter = match best {
@@ -189,21 +287,24 @@ impl Movie {
                 best = Some((span, t.timescale));
             }
         }
-        let main = (
-            self.track_span(self.main_track),
-            self.tracks[self.main_track].timescale,
-        );
-        match best {
-            // Tracks of very different lengths: a gap in the short one is unavoidable, so keep
-            // the main track (which paces playout) gapless and its fragments in order.
-            Some((s, ts))
-                if u128::from(s) * u128::from(main.1) * 10
-                    < u128::from(main.0) * u128::from(ts) * 9 =>
-            {
-                main
-            }
-            Some(b) => b,
-            None => (0, 1),
+        best.unwrap_or((0, 1))
+    }
+
+    /// Leaves out the fragments that start at or after the loop period (a longer track's tail
+    /// that the next pass would replace before it could play), keeping at least the first.
+    fn drop_unplayed(&mut self) {
+        let (period, period_ts) = self.period;
+        let main_ts = u128::from(self.tracks[self.main_track].timescale.max(1));
+        let keep = self
+            .starts
+            .iter()
+            .position(|&s| u128::from(s) * u128::from(period_ts) >= u128::from(period) * main_ts)
+            .unwrap_or(self.starts.len())
+            .max(1);
+        self.fragments.truncate(keep);
+        self.starts.truncate(keep);
+        if let Layout::Plain(p) = &mut self.layout {
+            p.truncate(keep);
         }
     }
 
@@ -213,9 +314,12 @@ impl Movie {
         ticks as f64 / f64::from(ts)
     }
 
-    /// Bytes of all fragments.
+    /// Bytes of all fragments (of a plain file: of all its samples).
     pub fn fragment_bytes(&self) -> usize {
-        self.fragments.iter().map(|f| f.range.len()).sum()
+        match &self.layout {
+            Layout::Plain(p) => usize::try_from(p.bytes).unwrap_or(usize::MAX),
+            Layout::Fragmented => self.fragments.iter().map(|f| f.range.len()).sum(),
+        }
     }
 
     /// When fragment `i` starts relative to the first fragment, as (ticks, timescale) of the main
@@ -343,28 +447,28 @@ mod tests {
     }
 
     #[test]
-    fn plain_mp4_is_refused_with_the_fix() {
-        // ftyp + moov with an empty trak-less body but a sample table would be a plain file;
-        // the simplest plain file is ftyp+moov(with trak)+mdat and no mvex.
-        let moov = Movie::parse(SAMPLE).unwrap().init;
-        let ftyp_len = u32::from_be_bytes([moov[0], moov[1], moov[2], moov[3]]) as usize;
-        let mut file = moov[..ftyp_len].to_vec();
-        // Rebuild the moov without mvex.
-        let moov_box = read_box(&moov, ftyp_len, moov.len()).unwrap();
+    fn a_moov_whose_tracks_have_no_samples_is_named() {
+        // The sample's moov has empty sample tables: without its mvex it is a plain file with no
+        // samples; with it, a fragmented file without fragments.
+        let init = Movie::parse(SAMPLE).unwrap().init;
+        let ftyp_len = u32::from_be_bytes([init[0], init[1], init[2], init[3]]) as usize;
+        let moov_box = read_box(&init, ftyp_len, init.len()).unwrap();
         let mut body = Vec::new();
-        for c in Boxes::children(&moov, &moov_box) {
+        for c in Boxes::children(&init, &moov_box) {
             let c = c.unwrap();
             if &c.box_type != b"mvex" {
-                body.extend_from_slice(&moov[c.range()]);
+                body.extend_from_slice(&init[c.range()]);
             }
         }
+        let mut file = init[..ftyp_len].to_vec();
         file.extend(boxed(b"moov", &body));
         file.extend(boxed(b"mdat", &[1, 2, 3]));
         let err = Movie::parse(&file).unwrap_err();
-        assert_eq!(err, Mp4Error::NotFragmented);
-        assert!(err
-            .to_string()
-            .contains("frag_keyframe+empty_moov+default_base_moof"));
+        assert_eq!(err, Mp4Error::NoSamples { offset: ftyp_len });
+        assert!(err.to_string().contains("without any samples"), "{err}");
+        let mut file = init.clone();
+        file.extend(boxed(b"mdat", &[1, 2, 3]));
+        assert_eq!(Movie::parse(&file), Err(Mp4Error::NoFragments));
     }
 
     #[test]

@@ -5,13 +5,15 @@
 use super::boxes::{be32, be64, field, put32, require_child, Boxes};
 use super::fragment::Fragment;
 use super::lead_in::{leave_out_lead_in, LeadIn};
+use super::plain::render_plain;
 use super::{Movie, Mp4Error};
 
 /// Writes `fragment`'s bytes into `out` with every track's decode time moved on by `loops` loop
 /// periods and the `mfhd` sequence number set to `sequence`; on passes after the first (`loops`
-/// above 0) the first fragment also leaves out its `LeadIn` samples. `out` always gets as many
-/// bytes as the fragment has. Returns false when a 32-bit (version 0) `tfdt` could not hold the
-/// new time and wrapped.
+/// above 0) the first fragment also leaves out its `LeadIn` samples. For a fragmented file `out`
+/// always gets as many bytes as the fragment has; for a plain one it gets a moof and mdat written
+/// from the sample tables (see `plain`). Returns false when a 32-bit (version 0) `tfdt` could not
+/// hold the new time and wrapped.
 pub fn render_fragment(
     movie: &Movie,
     data: &[u8],
@@ -20,6 +22,10 @@ pub fn render_fragment(
     sequence: u32,
     out: &mut Vec<u8>,
 ) -> bool {
+    if let Some(plain) = movie.plain() {
+        render_plain(movie, plain, data, index, loops, sequence, out);
+        return true;
+    }
     out.clear();
     let Some(frag) = movie.fragments.get(index) else {
         return true;

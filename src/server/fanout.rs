@@ -61,6 +61,8 @@ impl Server {
                 let frame = stream.go_live(bytes, keyframe, now, wall_ms());
                 self.stats.fragments += 1;
                 self.fan_out(key, &frame, Kind::Data, now);
+                let file = &self.files[i];
+                file.video.release(file.playout.released());
             }
         }
         Ok(())

@@ -4,10 +4,11 @@
 
 use super::playout::Playout;
 use crate::mp4::{Movie, Mp4Error};
-use memmap2::Mmap;
+use memmap2::{Advice, Mmap, UncheckedAdvice};
 use std::fmt;
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 /// The sample played when no file is given: a 6 s fragmented H.264+AAC test pattern made by
@@ -102,7 +103,19 @@ impl Video {
         // file's length with the mapping before every such read, stopping with a clear error if
         // it shrank. The README tells users to replace files by renaming, not in place.
         let map = unsafe { Mmap::map(&file) }.map_err(open_err)?;
-        let movie = Movie::parse(&map).map_err(|source| VideoError::Parse {
+        // The parse reads the moov and, in a fragmented file, every moof header: pages here and
+        // there across the whole file. Without read-ahead only those are read, and the ones it is
+        // done with are given back as it goes, so a 1 GB file does not fill the RSS (mapped pages
+        // count in it) nor the page cache. Playout reads fragment after fragment: normal again.
+        if let Err(e) = map.advise(Advice::Random) {
+            log::debug!("madvise(MADV_RANDOM): {e}");
+        }
+        let parsed = Movie::parse_releasing(&map, &mut |r| give_back(&map, r));
+        give_back(&map, 0..map.len());
+        if let Err(e) = map.advise(Advice::Normal) {
+            log::debug!("madvise(MADV_NORMAL): {e}");
+        }
+        let movie = parsed.map_err(|source| VideoError::Parse {
             path: path.to_path_buf(),
             source,
         })?;
@@ -118,6 +131,15 @@ impl Video {
         match &self.bytes {
             Bytes::Embedded(b) => b,
             Bytes::Mapped { map, .. } => map,
+        }
+    }
+
+    /// Gives back the mapped pages of `range` (a fragment that went out; see `give_back`): reading
+    /// them again faults them in from the page cache, so the RSS of a long file being played
+    /// stays at what one fragment needs instead of growing to the whole file.
+    pub fn release(&self, range: Range<usize>) {
+        if let Bytes::Mapped { map, .. } = &self.bytes {
+            give_back(map, range);
         }
     }
 
@@ -140,6 +162,28 @@ impl Video {
             });
         }
         Ok(())
+    }
+}
+
+/// `madvise(MADV_DONTNEED)` on the pages of `map` from the one `range` starts in to the last one
+/// it fills: a page it shares with the fragment before (already sent) goes, one it shares with
+/// the next fragment stays until that one is given back.
+fn give_back(map: &Mmap, range: Range<usize>) {
+    // SAFETY: sysconf only reads a system constant.
+    let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+    let start = range.start / page.max(1) * page;
+    let end = range.end.min(map.len()) / page.max(1) * page;
+    if end <= start {
+        return;
+    }
+    // SAFETY: MADV_DONTNEED on a read-only, private file mapping only drops the pages from this
+    // process's page tables; the next read faults them in again from the file, unchanged. No
+    // reference into the mapping is invalidated (its contents do not change), which is the
+    // contract memmap2 asks of `unchecked_advise_range`.
+    if let Err(e) =
+        unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start) }
+    {
+        log::debug!("madvise(MADV_DONTNEED): {e}");
     }
 }
 

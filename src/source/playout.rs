@@ -8,6 +8,7 @@
 
 use crate::mp4::{render_fragment, Movie};
 use crate::sse::StreamInfo;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 /// If the clock is this far past a fragment's release time (the process was stopped, or the
@@ -27,6 +28,8 @@ pub struct Playout {
     scratch: Vec<u8>,
     /// A 32-bit tfdt has wrapped (warned once).
     wrapped: bool,
+    /// Where in the file the last fragment released came from.
+    released: Range<usize>,
 }
 
 impl Playout {
@@ -55,6 +58,7 @@ impl Playout {
             anchor: start,
             scratch: Vec::new(),
             wrapped: false,
+            released: 0..0,
         }
     }
 
@@ -69,6 +73,12 @@ impl Playout {
     /// Timescales of the movie's tracks.
     pub fn timescales(&self) -> Vec<u32> {
         self.movie.tracks.iter().map(|t| t.timescale).collect()
+    }
+
+    /// The bytes of the file the last released fragment was rendered from (see
+    /// [`Fragment::range`](crate::mp4::Fragment)): done with until the next pass.
+    pub fn released(&self) -> Range<usize> {
+        self.released.clone()
     }
 
     /// Completed passes over the file.
@@ -127,6 +137,7 @@ impl Playout {
             );
         }
         let keyframe = self.movie.fragments[index].keyframe;
+        self.released = self.movie.fragments[index].range.clone();
         self.next += 1;
         if self.next == self.movie.fragments.len() {
             self.next = 0;
