@@ -103,6 +103,11 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/index.html"),
     },
     Asset {
+        path: "/latency.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/latency.js"),
+    },
+    Asset {
         path: "/player.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/player.js"),

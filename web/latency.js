@@ -1,0 +1,125 @@
+// ssecast viewer: how far behind the live edge to play, and how to stay there. Pure logic (no
+// DOM, no media element, no clock of its own), so node's test runner checks it
+// (`web/latency.test.js`); the page loads it before player.js as `window.ssecastLatency`.
+//
+// The controlled quantity is the margin: the seconds buffered ahead of the playhead when a
+// fragment arrives. A fragment's first frame is shown that long after it arrived, so the margin
+// is the delay a viewer sees on top of the network; with long fragments the rest of a fragment
+// is shown later still, as it plays. The controller plays a little faster (up to MAX_RATE) while
+// the margin is above its target and a little slower while it is below, and asks for a seek only
+// when the playhead is far behind (a hidden tab, a pause, a reset).
+'use strict';
+
+((root) => {
+  // A fragment shorter than this is a "part" (a frame or a few): the target is then SHORT_TARGET.
+  const SHORT_FRAGMENT = 0.25;
+  const SHORT_TARGET = 0.1; // seconds of margin with short parts
+  const LONG_TARGET = 0.3; // seconds of margin with long fragments (one GOP each)
+  const MAX_RATE = 1.1; // fastest catch-up; with preservesPitch this is not audible
+  const MIN_RATE = 0.9; // slowest, while the margin builds up
+  const GAIN = 0.5; // rate change per second of margin error
+  const DEADBAND = 0.02; // seconds of error the controller ignores, so the rate settles at 1
+  const WINDOW_MS = 1000; // margins over this long are judged by their lowest (jitter)
+  const FAR = 0.75; // seconds beyond the target that call for a seek (at least 2 fragments)
+  const MAX_OVERRIDE = 30;
+
+  // The margin to aim for: `override` (from `?latency=`) when it is a sane number of seconds,
+  // else one that suits fragments of `fragmentSecs` (null while unknown: long, to be safe).
+  function targetMargin(fragmentSecs, override) {
+    if (Number.isFinite(override) && override > 0 && override <= MAX_OVERRIDE) return override;
+    return fragmentSecs !== null && fragmentSecs < SHORT_FRAGMENT ? SHORT_TARGET : LONG_TARGET;
+  }
+
+  // `?latency=SECONDS` from a query string, or null.
+  function parseOverride(search) {
+    const m = /(?:^\?|&)latency=([0-9]*\.?[0-9]+)(?:&|$)/.exec(search || '');
+    if (!m) return null;
+    const v = Number(m[1]);
+    return v > 0 && v <= MAX_OVERRIDE ? v : null;
+  }
+
+  class RateController {
+    constructor() {
+      this.margins = []; // [atMs, seconds] of recent arrivals, oldest first
+      this.rate = 1;
+    }
+
+    // A fragment arrived at `atMs` with `margin` seconds buffered ahead of the playhead; returns
+    // the playback rate to use now.
+    arrival(atMs, margin, target) {
+      this.margins.push([atMs, margin]);
+      while (this.margins.length > 1 && atMs - this.margins[0][0] > WINDOW_MS) this.margins.shift();
+      let low = Infinity;
+      for (const [, m] of this.margins) low = Math.min(low, m);
+      const error = low - target;
+      const want = Math.abs(error) <= DEADBAND ? 1 : 1 + GAIN * error;
+      this.rate = Math.min(MAX_RATE, Math.max(MIN_RATE, want));
+      return this.rate;
+    }
+
+    // Forgets the past (after a seek or a new MediaSource): the rate goes back to 1.
+    reset() {
+      this.margins = [];
+      this.rate = 1;
+      return this.rate;
+    }
+  }
+
+  // True when `ahead` seconds buffered ahead of the playhead is so far beyond the target that
+  // playing faster would take too long: the player should seek to `target + fragmentSecs`
+  // before the buffered end.
+  function farBehind(ahead, target, fragmentSecs) {
+    const frag = fragmentSecs || 0;
+    return ahead > target + frag + Math.max(FAR, 2 * frag);
+  }
+
+  // Samples over a sliding window (the page's delays): the newest, p50, p95, p99 and max.
+  class Window {
+    constructor(spanMs) {
+      this.spanMs = spanMs;
+      this.samples = []; // [atMs, value], oldest first
+    }
+
+    add(atMs, value) {
+      this.samples.push([atMs, value]);
+      this.trim(atMs);
+    }
+
+    trim(nowMs) {
+      let drop = 0;
+      while (drop < this.samples.length && nowMs - this.samples[drop][0] > this.spanMs) drop++;
+      if (drop) this.samples.splice(0, drop);
+    }
+
+    clear() {
+      this.samples = [];
+    }
+
+    // {current, p50, p95, p99, max, count} of what is in the window at `nowMs`; values null
+    // when it is empty.
+    summary(nowMs) {
+      this.trim(nowMs);
+      const n = this.samples.length;
+      if (!n) return { current: null, p50: null, p95: null, p99: null, max: null, count: 0 };
+      const sorted = this.samples.map((s) => s[1]).sort((a, b) => a - b);
+      const at = (q) => sorted[Math.min(n - 1, Math.floor(q * n))];
+      return {
+        current: this.samples[n - 1][1],
+        p50: at(0.5),
+        p95: at(0.95),
+        p99: at(0.99),
+        max: sorted[n - 1],
+        count: n,
+      };
+    }
+  }
+
+  // An NTP timestamp (seconds since 1900 and a 32-bit fraction, as in a `prft` box) as Unix ms.
+  function ntpToUnixMs(seconds, fraction) {
+    return (seconds - 2208988800) * 1000 + (fraction / 2 ** 32) * 1000;
+  }
+
+  const api = { targetMargin, parseOverride, RateController, farBehind, Window, ntpToUnixMs };
+  if (typeof module === 'object' && module.exports) module.exports = api;
+  else root.ssecastLatency = api;
+})(globalThis);
