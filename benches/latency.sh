@@ -138,7 +138,7 @@ def run(script):
 PROBE = """const s = window.ssecast || {};
 return {state: s.state, errors: s.errors, stalls: s.stalls, seeks: s.seeks,
         seekReasons: s.seekReasons, resets: s.resets, dropped: s.dropped, appended: s.appended,
-        target: s.target, fragment: s.fragment, rate: s.rate, margin: s.margin,
+        target: s.target, jitter: s.jitter, fragment: s.fragment, rate: s.rate, margin: s.margin,
         firstFrameMs: s.firstFrameMs, delay: s.delay, encoderDelay: s.encoderDelay,
         status: document.getElementById('status').textContent};"""
 try:

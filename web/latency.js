@@ -7,7 +7,10 @@
 // is the delay a viewer sees on top of the network; with long fragments the rest of a fragment
 // is shown later still, as it plays. The controller plays a little faster (up to MAX_RATE) while
 // the margin is above its target and a little slower while it is below, and asks for a seek only
-// when the playhead is far behind (a hidden tab, a pause, a reset).
+// when the playhead is far behind (a hidden tab, a pause, a reset). The target is a floor that
+// suits the fragments' length, raised while fragments arrive unevenly: like a WebRTC jitter
+// buffer, the player keeps enough margin for the lateness it saw in the last 20 s (its 99th
+// percentile), measured on the page's own clock, so no clock has to agree with the server's.
 'use strict';
 
 ((root) => {
@@ -22,12 +25,19 @@
   const WINDOW_MS = 1000; // margins over this long are judged by their lowest (jitter)
   const FAR = 0.75; // seconds beyond the target that call for a seek (at least 2 fragments)
   const MAX_OVERRIDE = 30;
+  const JITTER_SPAN_MS = 20000; // the lateness of arrivals over this long sets the jitter
+  const JITTER_MIN_SAMPLES = 10; // fewer arrivals than this say nothing about jitter
+  const JITTER_SAFETY = 0.03; // seconds of margin kept beyond the jitter
+  const MAX_JITTER_TARGET = 1; // jitter never asks for more margin than this
 
-  // The margin to aim for: `override` (from `?latency=`) when it is a sane number of seconds,
-  // else one that suits fragments of `fragmentSecs` (null while unknown: long, to be safe).
-  function targetMargin(fragmentSecs, override) {
-    if (Number.isFinite(override) && override > 0 && override <= MAX_OVERRIDE) return override;
-    return fragmentSecs !== null && fragmentSecs < SHORT_FRAGMENT ? SHORT_TARGET : LONG_TARGET;
+  // The margin to aim for: at least `override` (from `?latency=`) when it is a sane number of
+  // seconds, else one that suits fragments of `fragmentSecs` (null while unknown: long, to be
+  // safe); more when arrivals were `jitterSecs` late.
+  function targetMargin(fragmentSecs, override, jitterSecs = 0) {
+    let floor = fragmentSecs !== null && fragmentSecs < SHORT_FRAGMENT ? SHORT_TARGET : LONG_TARGET;
+    if (Number.isFinite(override) && override > 0 && override <= MAX_OVERRIDE) floor = override;
+    if (!(jitterSecs > 0)) return floor;
+    return Math.max(floor, Math.min(MAX_JITTER_TARGET, jitterSecs + JITTER_SAFETY));
   }
 
   // `?latency=SECONDS` from a query string, or null.
@@ -95,16 +105,19 @@
       this.samples = [];
     }
 
-    // {current, p50, p95, p99, max, count} of what is in the window at `nowMs`; values null
+    // {current, min, p50, p95, p99, max, count} of what is in the window at `nowMs`; values null
     // when it is empty.
     summary(nowMs) {
       this.trim(nowMs);
       const n = this.samples.length;
-      if (!n) return { current: null, p50: null, p95: null, p99: null, max: null, count: 0 };
+      if (!n) {
+        return { current: null, min: null, p50: null, p95: null, p99: null, max: null, count: 0 };
+      }
       const sorted = this.samples.map((s) => s[1]).sort((a, b) => a - b);
       const at = (q) => sorted[Math.min(n - 1, Math.floor(q * n))];
       return {
         current: this.samples[n - 1][1],
+        min: sorted[0],
         p50: at(0.5),
         p95: at(0.95),
         p99: at(0.99),
@@ -114,12 +127,35 @@
     }
   }
 
+  // How unevenly fragments arrive: each arrival's transit (page clock minus the fragment's media
+  // time) against the quickest one of the window. Fragments that came in a burst at the start
+  // (the backlog) must not be fed to it, and `clear` after a seek or a timeline shift.
+  class Jitter {
+    constructor() {
+      this.transits = new Window(JITTER_SPAN_MS);
+    }
+
+    arrival(atMs, mediaSecs) {
+      this.transits.add(atMs, atMs - mediaSecs * 1000);
+    }
+
+    clear() {
+      this.transits.clear();
+    }
+
+    // Seconds of lateness that 99% of the recent arrivals stayed within (0 when too few).
+    seconds(nowMs) {
+      const s = this.transits.summary(nowMs);
+      return s.count < JITTER_MIN_SAMPLES ? 0 : (s.p99 - s.min) / 1000;
+    }
+  }
+
   // An NTP timestamp (seconds since 1900 and a 32-bit fraction, as in a `prft` box) as Unix ms.
   function ntpToUnixMs(seconds, fraction) {
     return (seconds - 2208988800) * 1000 + (fraction / 2 ** 32) * 1000;
   }
 
-  const api = { targetMargin, parseOverride, RateController, farBehind, Window, ntpToUnixMs };
+  const api = { targetMargin, parseOverride, RateController, farBehind, Window, Jitter, ntpToUnixMs };
   if (typeof module === 'object' && module.exports) module.exports = api;
   else root.ssecastLatency = api;
 })(globalThis);

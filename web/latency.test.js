@@ -4,7 +4,7 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const { targetMargin, parseOverride, RateController, farBehind, Window, ntpToUnixMs } =
+const { targetMargin, parseOverride, RateController, farBehind, Window, Jitter, ntpToUnixMs } =
   require('./latency.js');
 
 test('the target suits the fragments unless the URL overrides it', () => {
@@ -19,6 +19,29 @@ test('the target suits the fragments unless the URL overrides it', () => {
   assert.equal(parseOverride('?latency=99'), null, 'over 30 s is not a live delay');
   assert.equal(parseOverride('?mylatency=1'), null);
   assert.equal(parseOverride(''), null);
+});
+
+test('jitter raises the target, within bounds', () => {
+  assert.equal(targetMargin(1 / 30, null, 0.01), 0.1, 'little jitter: the floor');
+  assert.ok(Math.abs(targetMargin(1 / 30, null, 0.2) - 0.23) < 1e-9);
+  assert.ok(Math.abs(targetMargin(1 / 30, 0.5, 0.2) - 0.5) < 1e-9, 'the override is a floor');
+  assert.equal(targetMargin(1 / 30, null, 5), 1, 'capped');
+});
+
+test('jitter is the 99th percentile of lateness on the page clock', () => {
+  const j = new Jitter();
+  const frame = 1000 / 30;
+  // Arrivals every frame, on time, then one 300 ms late (a blocked main thread) and the frames
+  // queued behind it in a burst.
+  for (let i = 0; i < 300; i++) j.arrival(5000 + i * frame, i / 30);
+  assert.ok(j.seconds(5000 + 300 * frame) < 0.001);
+  for (let i = 300; i < 310; i++) j.arrival(5000 + 309 * frame + 10, i / 30);
+  const late = j.seconds(5000 + 310 * frame);
+  assert.ok(late > 0.2 && late < 0.31, `${late}`);
+  assert.equal(j.seconds(5000 + 310 * frame + 30000), 0, 'forgotten after 20 s');
+  j.arrival(0, 0);
+  j.clear();
+  assert.equal(j.seconds(0), 0);
 });
 
 test('the rate speeds up when too far behind and slows when the buffer runs thin', () => {

@@ -71,6 +71,7 @@
     behind: null, // seconds behind the live edge
     ahead: null, // seconds buffered ahead of the playhead
     target: null, // the margin the player aims for (s)
+    jitter: 0, // how late recent fragments arrived, at worst (99%), which raises the target (s)
     fragment: null, // the video fragments' length (s), measured
     rate: 1, // the playback rate the player set
     // Seconds from a fragment going live on the server (its id) to its first presented frame,
@@ -103,7 +104,8 @@
   let frames = 0; // video frames decoded so far, to notice a frozen picture...
   let framesAt = 0; // ...and the playhead when that count last changed
   let recoveries = []; // when the MediaSource was re-created after recent errors
-  let controller = new latency.RateController();
+  const controller = new latency.RateController();
+  const jitter = new latency.Jitter();
   let lastVideoStart = null; // where the previous video fragment started, for its length
   let starting = false; // the first fragments are coming in: seek to the newest when they are
   let awaiting = []; // {start, liveMs, prftMs} appended, oldest first, first frame not yet shown
@@ -312,6 +314,7 @@
     lastVideoStart = null;
     starting = false;
     awaiting = [];
+    jitter.clear();
     setRate(controller.reset());
     if (objectUrl) URL.revokeObjectURL(objectUrl);
     objectUrl = null;
@@ -377,7 +380,7 @@
 
   // The margin to keep, and what is buffered ahead of the playhead on average with it.
   function target() {
-    return latency.targetMargin(debug.fragment, override);
+    return latency.targetMargin(debug.fragment, override, debug.jitter);
   }
 
   function targetAhead() {
@@ -412,11 +415,12 @@
       buffer.timestampOffset = end - op.time;
       start = end;
       debug.shifts++;
+      jitter.clear();
     }
     op.start = start;
     if (start > end + HOLE) op.jump = true;
     measureFragment(start);
-    if (!op.jump) keepMargin(end);
+    if (!op.jump) keepMargin(end, op);
   }
 
   // The video fragments' length, from where consecutive ones start (smoothed: encoders and
@@ -431,12 +435,15 @@
   // Fragments arrive whole: what is buffered ahead just before one arrives is the margin that
   // absorbs network jitter, and the delay a viewer sees. Play slightly faster while it is above
   // the target and slightly slower while it is below (pitch is kept).
-  function keepMargin(end) {
-    debug.target = target();
+  function keepMargin(end, op) {
     if (video.paused || video.seeking || starting) return;
+    const now = performance.now();
+    jitter.arrival(op.arrivedMs, op.start);
+    debug.jitter = jitter.seconds(now);
+    debug.target = target();
     const margin = end - video.currentTime;
     debug.margin = margin;
-    setRate(controller.arrival(performance.now(), margin, debug.target));
+    setRate(controller.arrival(now, margin, debug.target));
   }
 
   // The browser's buffer is full: remove what was played (keeping a second before the playhead)
@@ -472,6 +479,7 @@
     debug.lastSeek = why;
     debug.seekReasons[why] = (debug.seekReasons[why] || 0) + 1;
     setRate(controller.reset());
+    jitter.clear();
     video.currentTime = t;
     play();
   }
@@ -568,7 +576,16 @@
     const bytes = fromBase64(e.data);
     const time = fragmentStart(bytes);
     const prft = prftMs(bytes);
-    ops.push({ fragment: true, bytes, time, liveMs, prftMs: prft, start: null, afterReset: resetSeen });
+    ops.push({
+      fragment: true,
+      bytes,
+      time,
+      liveMs,
+      prftMs: prft,
+      arrivedMs: performance.now(),
+      start: null,
+      afterReset: resetSeen,
+    });
     resetSeen = false;
     const pending = ops.filter((op) => op.fragment);
     if (pending.length > MAX_PENDING) {
