@@ -891,10 +891,14 @@ const v = document.getElementById('video');
 const s = window.ssecast || {};
 const f = (window.testFrames || []).slice(since);
 let longestFreeze = 0;
-for (let i = 1; i < f.length; i++) longestFreeze = Math.max(longestFreeze, Math.round(f[i][0] - f[i - 1][0]));
+let maxStep = 0;
+for (let i = 1; i < f.length; i++) {
+  longestFreeze = Math.max(longestFreeze, Math.round(f[i][0] - f[i - 1][0]));
+  maxStep = Math.max(maxStep, f[i][1] - f[i - 1][1]);
+}
 const b = v.buffered;
 return {
-  frames: (window.testFrames || []).length, framesSince: f.length, longestFreeze,
+  frames: (window.testFrames || []).length, framesSince: f.length, longestFreeze, maxStep,
   paused: v.paused, error: v.error ? `${v.error.code} ${v.error.message}` : null,
   ahead: b.length ? b.end(b.length - 1) - v.currentTime : null,
   state: s.state || null, errors: s.errors || null, stalls: s.stalls, seeks: s.seeks,

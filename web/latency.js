@@ -5,9 +5,11 @@
 // The controlled quantity is the margin: the seconds buffered ahead of the playhead when a
 // fragment arrives. A fragment's first frame is shown that long after it arrived, so the margin
 // is the delay a viewer sees on top of the network; with long fragments the rest of a fragment
-// is shown later still, as it plays. The controller plays a little faster (up to MAX_RATE) while
-// the margin is above its target and a little slower while it is below, and asks for a seek only
-// when the playhead is far behind (a hidden tab, a pause, a reset). The target is a floor that
+// is shown later still, as it plays. The controller plays a little faster (1.05, or MAX_RATE when
+// far off) while the margin is above its target and a little slower (0.95, MIN_RATE when nearly
+// dry) while it is below, and asks for a seek only when the playhead is far behind (a hidden tab,
+// a pause, a reset). The rate takes few values and changes rarely, with hysteresis: Chromium can
+// drop a frame when the rate changes, so a rate that follows every arrival would cost frames. The target is a floor that
 // suits the fragments' length, raised while fragments arrive unevenly: like a WebRTC jitter
 // buffer, the player keeps enough margin for the lateness it saw in the last 20 s (its 99th
 // percentile), measured on the page's own clock, so no clock has to agree with the server's.
@@ -19,9 +21,13 @@
   const SHORT_TARGET = 0.1; // seconds of margin with short parts
   const LONG_TARGET = 0.3; // seconds of margin with long fragments (one GOP each)
   const MAX_RATE = 1.1; // fastest catch-up; with preservesPitch this is not audible
-  const MIN_RATE = 0.9; // slowest, while the margin builds up
-  const GAIN = 0.5; // rate change per second of margin error
-  const DEADBAND = 0.02; // seconds of error the controller ignores, so the rate settles at 1
+  const FAST_RATE = 1.05; // catch-up for smaller errors
+  const FAST_ERROR = 0.5; // seconds over the target from which MAX_RATE is used
+  const SLOW_RATE = 0.95; // while the margin is below the target...
+  const MIN_RATE = 0.9; // ...and while it is nearly gone
+  const DRY = 0.02; // seconds of margin that count as nearly gone
+  const BAND = 0.02; // seconds of error that start a correction; it ends at half of it
+  const BAND_PER_FRAGMENT = 0.25; // with long fragments, the band is this part of one
   const WINDOW_MS = 1000; // margins over this long are judged by their lowest (jitter)
   const FAR = 0.75; // seconds beyond the target that call for a seek (at least 2 fragments)
   const MAX_OVERRIDE = 30;
@@ -54,16 +60,18 @@
       this.rate = 1;
     }
 
-    // A fragment arrived at `atMs` with `margin` seconds buffered ahead of the playhead; returns
-    // the playback rate to use now.
-    arrival(atMs, margin, target) {
+    // A fragment (of `fragmentSecs`, null while unknown) arrived at `atMs` with `margin` seconds
+    // buffered ahead of the playhead; returns the playback rate to use now.
+    arrival(atMs, margin, target, fragmentSecs = null) {
       this.margins.push([atMs, margin]);
       while (this.margins.length > 1 && atMs - this.margins[0][0] > WINDOW_MS) this.margins.shift();
       let low = Infinity;
       for (const [, m] of this.margins) low = Math.min(low, m);
       const error = low - target;
-      const want = Math.abs(error) <= DEADBAND ? 1 : 1 + GAIN * error;
-      this.rate = Math.min(MAX_RATE, Math.max(MIN_RATE, want));
+      const band = Math.max(BAND, BAND_PER_FRAGMENT * (fragmentSecs || 0));
+      if (error > band) this.rate = error > FAST_ERROR ? MAX_RATE : FAST_RATE;
+      else if (error < -band) this.rate = low < DRY ? MIN_RATE : SLOW_RATE;
+      else if (Math.abs(error) <= band / 2) this.rate = 1;
       return this.rate;
     }
 

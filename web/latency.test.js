@@ -47,12 +47,26 @@ test('jitter is the 99th percentile of lateness on the page clock', () => {
 test('the rate speeds up when too far behind and slows when the buffer runs thin', () => {
   const c = new RateController();
   assert.equal(c.arrival(0, 0.1, 0.1), 1, 'on target');
-  assert.equal(c.arrival(1500, 0.11, 0.1), 1, 'within the dead band');
-  const fast = new RateController();
-  assert.equal(fast.arrival(0, 2, 0.1), 1.1, 'capped at 1.1');
-  const slow = new RateController();
-  assert.ok(Math.abs(slow.arrival(0, 0.0, 0.1) - 0.95) < 1e-9);
-  assert.equal(new RateController().arrival(0, -5, 0.1), 0.9, 'capped at 0.9');
+  assert.equal(c.arrival(1500, 0.11, 0.1), 1, 'within the band');
+  assert.equal(new RateController().arrival(0, 0.2, 0.1), 1.05);
+  assert.equal(new RateController().arrival(0, 2, 0.1), 1.1, 'far off: faster');
+  assert.equal(new RateController().arrival(0, 0.05, 0.1), 0.95);
+  assert.equal(new RateController().arrival(0, -5, 0.1), 0.9, 'nearly dry: slower');
+});
+
+test('hysteresis: a correction runs until half the band, then the rate stays at 1', () => {
+  const c = new RateController();
+  assert.equal(c.arrival(0, 0.2, 0.1), 1.05);
+  assert.equal(c.arrival(1100, 0.115, 0.1), 1.05, 'inside the band but not yet half of it');
+  assert.equal(c.arrival(2200, 0.105, 0.1), 1);
+  assert.equal(c.arrival(3300, 0.115, 0.1), 1, 'stays at 1 inside the band');
+});
+
+test('with long fragments the band is a quarter of one, so the rate is left alone', () => {
+  assert.equal(new RateController().arrival(0, 0.5, 0.3, 1), 1);
+  assert.equal(new RateController().arrival(0, 0.1, 0.3, 1), 1);
+  assert.equal(new RateController().arrival(0, 0.6, 0.3, 1), 1.05);
+  assert.equal(new RateController().arrival(0, 0.01, 0.3, 1), 0.9);
 });
 
 test('the lowest margin of the last second decides, so jitter does not speed it up', () => {
@@ -72,9 +86,12 @@ test('closed loop: a viewer 0.6 s behind converges without a seek and then holds
   let ahead = 0.6 + target; // buffered ahead of the playhead just before an arrival
   let rate = 1;
   let maxRate = 1;
+  let changes = 0;
   for (let i = 0; i < 30 * 30; i++) {
     assert.ok(!farBehind(ahead, target, frame), `no seek needed at ${ahead}`);
-    rate = c.arrival(i * frame * 1000, ahead, target);
+    const before = rate;
+    rate = c.arrival(i * frame * 1000, ahead, target, frame);
+    changes += rate !== before;
     maxRate = Math.max(maxRate, rate);
     ahead += frame - frame * rate; // a frame arrives, the playhead moves on
     assert.ok(ahead > 0, 'never runs dry');
@@ -82,6 +99,7 @@ test('closed loop: a viewer 0.6 s behind converges without a seek and then holds
   assert.ok(Math.abs(ahead - target) < 0.03, `settled at ${ahead}`);
   assert.equal(rate, 1);
   assert.ok(maxRate <= 1.1 + 1e-9);
+  assert.ok(changes <= 3, `the rate changed ${changes} times`);
 });
 
 test('far behind means a seek: a 5 s pause, short or long fragments', () => {

@@ -443,7 +443,7 @@
     debug.target = target();
     const margin = end - video.currentTime;
     debug.margin = margin;
-    setRate(controller.arrival(now, margin, debug.target));
+    setRate(controller.arrival(now, margin, debug.target, debug.fragment));
   }
 
   // The browser's buffer is full: remove what was played (keeping a second before the playhead)

@@ -78,8 +78,9 @@ impl Connection {
         self.flush(ctx)
     }
 
-    /// Offers a new live fragment to a viewer.
-    pub fn deliver(&mut self, frame: &Rc<Frame>, ctx: &mut Ctx<'_>) -> Next {
+    /// Offers new live fragments (one, or several that went live in the same loop turn) to a
+    /// viewer, then writes them together: one `writev` for the lot when it was idle.
+    pub fn deliver(&mut self, frames: &[Rc<Frame>], ctx: &mut Ctx<'_>) -> Next {
         if self.phase != Phase::Stream {
             return Next::Continue;
         }
@@ -92,7 +93,9 @@ impl Connection {
             );
             return Next::Close;
         }
-        self.queue.offer(frame);
+        for frame in frames {
+            self.queue.offer(frame);
+        }
         // A viewer with output already waiting has WRITABLE interest and drains on that event;
         // writing to it now would only return WouldBlock.
         if idle {
