@@ -950,7 +950,10 @@ fn one_frame_parts_play_without_stalls_and_a_delay_under_a_second() {
     eprintln!("page state: {p:#}");
     assert_no_media_errors(&p);
     assert_eq!(p["stalls"], start["stalls"], "the page stalled: {p:#}");
-    assert_eq!(p["seeks"], start["seeks"], "the page seeked while live: {p:#}");
+    assert_eq!(
+        p["seeks"], start["seeks"],
+        "the page seeked while live: {p:#}"
+    );
     assert!(
         p["framesSince"].as_u64() >= Some(120),
         "under 4 s of frames in 5 s: {p:#}"
@@ -958,14 +961,23 @@ fn one_frame_parts_play_without_stalls_and_a_delay_under_a_second() {
     assert!(p["longestFreeze"].as_u64() < Some(500), "{p:#}");
     for key in ["delay", "encoderDelay"] {
         let d = &p[key];
-        assert!(d["count"].as_u64() >= Some(100), "too few {key} samples: {p:#}");
-        assert!(d["max"].as_f64().is_some_and(|s| s > 0.0 && s < 1.0), "{key}: {p:#}");
+        assert!(
+            d["count"].as_u64() >= Some(100),
+            "too few {key} samples: {p:#}"
+        );
+        assert!(
+            d["max"].as_f64().is_some_and(|s| s > 0.0 && s < 1.0),
+            "{key}: {p:#}"
+        );
     }
     assert!(
         p["status"].as_str().is_some_and(|s| s.contains("delay")),
         "the status line does not show the delay: {p:#}"
     );
-    assert!((p["fragment"].as_f64().unwrap_or(0.0) - 1.0 / 30.0).abs() < 0.005, "{p:#}");
+    assert!(
+        (p["fragment"].as_f64().unwrap_or(0.0) - 1.0 / 30.0).abs() < 0.005,
+        "{p:#}"
+    );
 }
 
 /// The video element is paused for 5 s (as a script or a phone's media controls would): the
@@ -984,7 +996,11 @@ fn after_a_five_second_pause_the_page_catches_up_without_reloading() {
     std::thread::sleep(Duration::from_secs(5));
     let body = json!({ "script": DELAY_PROBE, "args": [0] });
     let paused = browser.command("POST", "/execute/sync", Some(&body));
-    assert_eq!(paused["paused"], json!(true), "the page did not stay paused: {paused:#}");
+    assert_eq!(
+        paused["paused"],
+        json!(true),
+        "the page did not stay paused: {paused:#}"
+    );
     assert!(
         paused["ahead"].as_f64() > Some(4.0),
         "5 s of the feed did not pile up: {paused:#}"
@@ -1003,7 +1019,11 @@ fn after_a_five_second_pause_the_page_catches_up_without_reloading() {
     );
     eprintln!("page state: {p:#}");
     assert!(ok, "the page did not catch up after the pause: {p:#}");
-    assert_eq!(p["marker"], json!("still the same page"), "the page reloaded: {p:#}");
+    assert_eq!(
+        p["marker"],
+        json!("still the same page"),
+        "the page reloaded: {p:#}"
+    );
     let live_edge = |p: &Value| p["seekReasons"]["live edge"].as_u64().unwrap_or(0);
     assert_eq!(
         live_edge(&p),

@@ -29,7 +29,10 @@
   const MAX_AWAITING = 600; // appended fragments whose first frame is yet to be presented
   const HOLE = 0.5; // a hole between fragments wider than this (seconds) is a gap, not jitter
   const FROZEN = 1; // seconds the playhead may run on without a new video frame
-  const MAX_PENDING = 30; // fragments waiting for the SourceBuffer before the oldest are dropped
+  // Fragments waiting for the SourceBuffer before the oldest are dropped: this many, or this many
+  // seconds of them when they are short (one-frame parts come 30 a second).
+  const MAX_PENDING = 30;
+  const MAX_PENDING_SECS = 10;
   const RECONNECT_MS = 2000; // after the browser gave up on the stream (e.g. an HTTP error)
   const TICK_MS = 250;
   const STREAMS_MS = 10000; // how often `/` refreshes its links to the other streams
@@ -588,7 +591,8 @@
     });
     resetSeen = false;
     const pending = ops.filter((op) => op.fragment);
-    if (pending.length > MAX_PENDING) {
+    const most = Math.max(MAX_PENDING, MAX_PENDING_SECS / (debug.fragment || 1));
+    if (pending.length > most) {
       ops.splice(ops.indexOf(pending[0]), 1);
       debug.dropped++;
       holeNext = true;
