@@ -103,11 +103,6 @@ pub const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/index.html"),
     },
     Asset {
-        path: "/latency.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../web/latency.js"),
-    },
-    Asset {
         path: "/player.js",
         content_type: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/player.js"),
@@ -116,6 +111,11 @@ pub const ASSETS: &[Asset] = &[
         path: "/style.css",
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../../web/style.css"),
+    },
+    Asset {
+        path: "/latency.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/latency.js"),
     },
 ];
 
