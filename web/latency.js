@@ -27,7 +27,7 @@
   const MIN_RATE = 0.9; // ...and while it is nearly gone
   const DRY = 0.02; // seconds of margin that count as nearly gone
   const BAND = 0.02; // seconds of error that start a correction; it ends at half of it
-  const BAND_PER_FRAGMENT = 0.25; // with long fragments, the band is this part of one
+  const BAND_PER_FRAGMENT = 0.25; // with long fragments, the band is this part of one (above)
   const WINDOW_MS = 1000; // margins over this long are judged by their lowest (jitter)
   const FAR = 0.75; // seconds beyond the target that call for a seek (at least 2 fragments)
   const MAX_OVERRIDE = 30;
@@ -70,7 +70,8 @@
       const error = low - target;
       const band = Math.max(BAND, BAND_PER_FRAGMENT * (fragmentSecs || 0));
       if (error > band) this.rate = error > FAST_ERROR ? MAX_RATE : FAST_RATE;
-      else if (error < -band) this.rate = low < DRY ? MIN_RATE : SLOW_RATE;
+      // Below the target the band is at most half the target: a thin buffer is a stall ahead.
+      else if (error < -Math.min(band, target / 2)) this.rate = low < DRY ? MIN_RATE : SLOW_RATE;
       else if (Math.abs(error) <= band / 2) this.rate = 1;
       return this.rate;
     }

@@ -62,9 +62,10 @@ test('hysteresis: a correction runs until half the band, then the rate stays at 
   assert.equal(c.arrival(3300, 0.115, 0.1), 1, 'stays at 1 inside the band');
 });
 
-test('with long fragments the band is a quarter of one, so the rate is left alone', () => {
+test('with long fragments the band is a quarter of one above the target, half the target below', () => {
   assert.equal(new RateController().arrival(0, 0.5, 0.3, 1), 1);
-  assert.equal(new RateController().arrival(0, 0.1, 0.3, 1), 1);
+  assert.equal(new RateController().arrival(0, 0.2, 0.3, 1), 1);
+  assert.equal(new RateController().arrival(0, 0.1, 0.3, 1), 0.95, 'below half the target: slower');
   assert.equal(new RateController().arrival(0, 0.6, 0.3, 1), 1.05);
   assert.equal(new RateController().arrival(0, 0.01, 0.3, 1), 0.9);
 });
