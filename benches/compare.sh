@@ -8,6 +8,9 @@
 # (`-re -stream_loop -1 -c copy`) to /publish/live over HTTP, and the clients watch /events/live.
 # The `ssecast-gzip` row is ssecast serving the same file to clients that ask for gzip
 # (ssecast-load --gzip): every event compressed once and shared, the clients inflating.
+# `ssecast-parts` and `ssecast-gops` are live too, from an ffmpeg encoding a test pattern in real
+# time (lavfi testsrc2 640x360, 30 fps, x264 -tune zerolatency, 1 s GOP): parts publishes one
+# frame per fragment (frag_every_frame: 30 events a second), gops one fragment per GOP.
 # A manual benchmark (not run in CI). Everything listens on and connects to 127.0.0.1 only.
 #
 #   benches/compare.sh
@@ -17,8 +20,9 @@
 #   DURATION=20          seconds of load per run (ssecast-load --duration)
 #   RAMP=500             connections opened per second (ssecast-load --ramp)
 #   SPEED=1              playout speed for every server
-#   SERVERS="ssecast floor nchan node axum"   (also: ssecast-gzip; ssecast-live, which needs
-#                        ffmpeg and SPEED=1)
+#   SERVERS="ssecast floor nchan node axum"   (also: ssecast-gzip; ssecast-live, ssecast-parts,
+#                        ssecast-gops, which need ffmpeg and SPEED=1)
+#   SSECAST_BIN=target/release/ssecast  (another build of the server, e.g. for a before/after)
 #   VIDEO=web/sample.mp4
 #   AXUM_THREADS=1       tokio worker threads for the axum peer (1 = current-thread runtime)
 #   REPEAT=1             runs of every case (interleaved); the table shows medians
@@ -60,7 +64,7 @@ need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
 case " $SERVERS " in *" node "*) command -v node >/dev/null || need_apt+=(nodejs) ;; esac
-case " $SERVERS " in *" ssecast-live "*) command -v ffmpeg >/dev/null || need_apt+=(ffmpeg) ;; esac
+case " $SERVERS " in *" ssecast-live "* | *" ssecast-parts "* | *" ssecast-gops "*) command -v ffmpeg >/dev/null || need_apt+=(ffmpeg) ;; esac
 case " $SERVERS " in
     *" nchan "*)
         command -v nginx >/dev/null || need_apt+=(nginx-light)
@@ -94,7 +98,7 @@ fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # --- builds ----------------------------------------------------------------------------------
-ssecast="$root/target/release/ssecast"
+ssecast="${SSECAST_BIN:-$root/target/release/ssecast}"
 loadgen="${LOADGEN:-$root/target/release/ssecast-load}"
 axum_bin="$peers/axum-sse/target/release/axum-sse-peer"
 floor_bin="$root/target/release/examples/floor"
@@ -111,10 +115,11 @@ if [ "$BUILD" = 1 ]; then
     esac
 fi
 [ -x "$loadgen" ] || die "no load generator at $loadgen"
+case " $SERVERS " in *" ssecast"*) [ -x "$ssecast" ] || die "no $ssecast" ;; esac
 case " $SERVERS " in
-    *" ssecast "* | *" ssecast-live "* | *" ssecast-gzip "*) [ -x "$ssecast" ] || die "no $ssecast" ;;
+    *" ssecast-live "* | *" ssecast-parts "* | *" ssecast-gops "*)
+        [ "$SPEED" = 1 ] || die "live streams play at real time only (SPEED=1)" ;;
 esac
-case " $SERVERS " in *" ssecast-live "*) [ "$SPEED" = 1 ] || die "ssecast-live plays at real time only (SPEED=1)" ;; esac
 case " $SERVERS " in *" axum "*) [ -x "$axum_bin" ] || die "no $axum_bin" ;; esac
 case " $SERVERS " in *" floor "*) [ -x "$floor_bin" ] || die "no $floor_bin" ;; esac
 
@@ -165,7 +170,7 @@ free_port() {
 
 # The stream each server's clients watch.
 events_path() {
-    if [ "$1" = ssecast-live ]; then echo /events/live; else echo /events; fi
+    case "$1" in ssecast-live | ssecast-parts | ssecast-gops) echo /events/live ;; *) echo /events ;; esac
 }
 
 # Starts server $1 on port $2; leaves its pids (the processes to measure) in $work/pids.
@@ -181,6 +186,21 @@ start_server() {
             done
             "${pin_load[@]}" ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$VIDEO" \
                 -c copy -f mp4 -movflags frag_keyframe+empty_moov+default_base_moof \
+                "http://127.0.0.1:$port/publish/live" >"$out/ffmpeg-$3.log" 2>&1 &
+            publisher_pid=$!
+            ;;
+        ssecast-parts | ssecast-gops)
+            "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+            server_pid=$!
+            for _ in $(seq 50); do
+                curl -sf --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+                sleep 0.1
+            done
+            local flags=frag_keyframe+empty_moov+default_base_moof
+            [ "$name" = ssecast-parts ] && flags="$flags+frag_every_frame"
+            "${pin_load[@]}" ffmpeg -hide_banner -loglevel error -nostdin -re \
+                -f lavfi -i testsrc2=size=640x360:rate=30 -c:v libx264 -preset veryfast \
+                -tune zerolatency -g 30 -pix_fmt yuv420p -an -f mp4 -movflags "$flags" \
                 "http://127.0.0.1:$port/publish/live" >"$out/ffmpeg-$3.log" 2>&1 &
             publisher_pid=$!
             ;;
@@ -211,7 +231,7 @@ start_server() {
                 --prefix "$nchan_prefix" "$VIDEO" >"$log" 2>&1 &
             server_pid=$!
             ;;
-        *) die "unknown server $name (known: ssecast ssecast-gzip ssecast-live floor nchan node axum)" ;;
+        *) die "unknown server $name (known: ssecast ssecast-gzip ssecast-live ssecast-parts ssecast-gops floor nchan node axum)" ;;
     esac
 
     # Ready = /events answers 200 and a data event has gone out (so a new client gets one).
@@ -244,6 +264,9 @@ start_server() {
 
 # ssecast-load counts a "stall" when a client waits more than twice this for a data event.
 interval_ms="$(python3 -c "print(max(1, round(1000 / float('$SPEED'))))")"
+expect_interval() {
+    if [ "$1" = ssecast-parts ]; then echo 33; else echo "$interval_ms"; fi
+}
 
 # --- runs ------------------------------------------------------------------------------------
 say "servers: $SERVERS; clients: $CLIENTS; ${DURATION}s each, ramp $RAMP/s, speed $SPEED, pin $PIN, $REPEAT run(s)"
@@ -260,7 +283,7 @@ for name in $SERVERS; do
             --loadgen-log "$out/$name-$n.loadgen.log" \
             --timeout "$((DURATION + 60))" -- \
             "${pin_load[@]}" "$loadgen" --url "http://127.0.0.1:$port$(events_path "$name")" --clients "$n" \
-            --ramp "$RAMP" --duration "$DURATION" --expect-interval-ms "$interval_ms" \
+            --ramp "$RAMP" --duration "$DURATION" --expect-interval-ms "$(expect_interval "$name")" \
             "${gzip[@]}" --json >/dev/null \
             || say "$name with $n clients: the load generator gave no report (see $out/$name-$n.loadgen.log)"
         stop_server

@@ -131,10 +131,17 @@ impl FanoutHarness {
     /// Offers `frame` to every viewer exactly as the server's fan-out does. Returns how many
     /// viewers would have been closed.
     pub fn deliver(&mut self, frame: &Rc<Frame>) -> usize {
+        self.deliver_batch(std::slice::from_ref(frame))
+    }
+
+    /// Offers fragments that went live in the same loop turn to every viewer, as the server's
+    /// fan-out does (each viewer then writes them with one `writev`). Returns how many viewers
+    /// would have been closed.
+    pub fn deliver_batch(&mut self, frames: &[Rc<Frame>]) -> usize {
         let mut ctx = self.shared.ctx(self.now);
         let mut closed = 0;
         for c in &mut self.conns {
-            if c.deliver(frame, &mut ctx) == Next::Close {
+            if c.deliver(frames, &mut ctx) == Next::Close {
                 closed += 1;
             }
         }

@@ -12,21 +12,27 @@
 // it still has that fragment, and every connection starts with `init` or `offline`.
 //
 // Fragments are appended in `segments` mode, so each lands where its tfdt says. The player keeps
-// near the live edge, jumps over holes (reset, reconnect gaps), shifts the timeline when a
-// restarted server starts its clock again, and evicts what was played so memory stays bounded.
-// `window.ssecast` exposes counters and every media error, for tests and for curious humans.
+// a small target delay behind the live edge (web/latency.js: about 0.1 s of margin with
+// one-frame parts, 0.3 s with whole-GOP fragments, `?latency=SECONDS` to choose) by playing
+// slightly faster or slower, and seeks only when far behind; it jumps over holes (reset,
+// reconnect gaps), shifts the timeline when a restarted server starts its clock again, and evicts
+// what was played so memory stays bounded. It measures its own delay: from a fragment going live
+// on the server (the ms in its id) to its first frame being presented, and from the encoder's
+// wall clock (a `prft` box before the moof) to the same frame. `window.ssecast` exposes that,
+// counters and every media error, for tests and for curious humans.
 'use strict';
 
 (() => {
   const KEEP_BEHIND = 30; // seconds of already-played media kept buffered
   const EVICT_SLACK = 10; // evict only once this much more has piled up, to batch removals
-  const MAX_BEHIND = 3; // when the buffered end is further ahead than this, jump forward...
-  const LIVE_TARGET = 1; // ...to this far before it
-  const MIN_MARGIN = 0.5; // seconds buffered ahead when a fragment arrives, against jitter
-  const SLOW_RATE = 0.9; // playback rate while that margin builds up
+  const DELAY_WINDOW_MS = 60000; // the delay statistics cover the last minute
+  const MAX_AWAITING = 600; // appended fragments whose first frame is yet to be presented
   const HOLE = 0.5; // a hole between fragments wider than this (seconds) is a gap, not jitter
   const FROZEN = 1; // seconds the playhead may run on without a new video frame
-  const MAX_PENDING = 30; // fragments waiting for the SourceBuffer before the oldest are dropped
+  // Fragments waiting for the SourceBuffer before the oldest are dropped: this many, or this many
+  // seconds of them when they are short (one-frame parts come 30 a second).
+  const MAX_PENDING = 30;
+  const MAX_PENDING_SECS = 10;
   const RECONNECT_MS = 2000; // after the browser gave up on the stream (e.g. an HTTP error)
   const TICK_MS = 250;
   const STREAMS_MS = 10000; // how often `/` refreshes its links to the other streams
@@ -44,6 +50,9 @@
   const named = NAME.test(path) ? path : null;
   const eventsUrl = named ? `/events/${named}` : '/events';
 
+  const latency = window.ssecastLatency;
+  const override = latency.parseOverride(location.search);
+
   const debug = {
     state: 'connecting', // connecting | connected | offline | reconnecting | error | unsupported
     stream: named, // the stream's name (at `/`, the default's once `/api/streams` said it)
@@ -55,14 +64,30 @@
     resets: 0, // `reset` events received
     seeks: 0, // seeks the player made (start, holes, live edge)
     lastSeek: '', // why it made the last one
+    seekReasons: {}, // seeks by why: {start: 1, 'live edge': 2, ...}
     shifts: 0, // timeline shifts after a restarted server's clock went back
     mediaSources: 0, // MediaSources created (the first one plus every re-init)
-    stalls: 0, // `waiting` events
+    stalls: 0, // `waiting` events once playing, not counting those of a seek
     dropped: 0, // fragments dropped because the browser's buffer was full or the queue too long
     lastId: '', // id of the newest data event
     margin: null, // seconds that were buffered ahead when the newest fragment arrived
     behind: null, // seconds behind the live edge
     ahead: null, // seconds buffered ahead of the playhead
+    target: null, // the margin the player aims for (s)
+    jitter: 0, // how late recent fragments arrived, at worst (99%), which raises the target (s)
+    fragment: null, // the video fragments' length (s), measured
+    rate: 1, // the playback rate the player set
+    // Seconds from a fragment going live on the server (its id) to its first presented frame,
+    // and from the encoder's clock (prft) to it: {current, p50, p95, p99, max, count} over the
+    // last minute (all null before the first sample).
+    delay: null,
+    encoderDelay: null,
+    firstFrameMs: null, // ms from the page starting to load to its first presented frame
+    // Starts the delay statistics over (the latency benchmark does, after its warm-up).
+    clearDelays() {
+      delays.clear();
+      encoderDelays.clear();
+    },
   };
   window.ssecast = debug;
 
@@ -82,6 +107,14 @@
   let frames = 0; // video frames decoded so far, to notice a frozen picture...
   let framesAt = 0; // ...and the playhead when that count last changed
   let recoveries = []; // when the MediaSource was re-created after recent errors
+  const controller = new latency.RateController();
+  const jitter = new latency.Jitter();
+  let lastVideoStart = null; // where the previous video fragment started, for its length
+  let starting = false; // the first fragments are coming in: seek to the newest when they are
+  let awaiting = []; // {start, liveMs, prftMs} appended, oldest first, first frame not yet shown
+  let presented = false; // a frame has been presented (stalls count from then on)
+  const delays = new latency.Window(DELAY_WINDOW_MS);
+  const encoderDelays = new latency.Window(DELAY_WINDOW_MS);
   // At `/`: the server picks the default stream when the connection opens and keeps the viewer
   // on it even when another stream becomes the default later, so its name is learnt from
   // `/api/streams` once per connection, not on every refresh.
@@ -214,6 +247,23 @@
     return ticks === null ? null : ticks / track.timescale;
   }
 
+  // The encoder's wall clock for a fragment (a top-level `prft` before its moof), in Unix ms, or
+  // null when it has none.
+  function prftMs(frag) {
+    const view = viewOf(frag);
+    let ms = null;
+    try {
+      boxes(frag, view, 0, frag.length, (type, s, e) => {
+        if (type === 'prft' && ms === null && e - s >= 16) {
+          ms = latency.ntpToUnixMs(view.getUint32(s + 8), view.getUint32(s + 12));
+        }
+      });
+    } catch (e) {
+      return null;
+    }
+    return ms;
+  }
+
   // ---- MediaSource and SourceBuffer ----
 
   function openMediaSource() {
@@ -264,6 +314,11 @@
     busy = null;
     newest = null;
     holeNext = false;
+    lastVideoStart = null;
+    starting = false;
+    awaiting = [];
+    jitter.clear();
+    setRate(controller.reset());
     if (objectUrl) URL.revokeObjectURL(objectUrl);
     objectUrl = null;
   }
@@ -298,11 +353,46 @@
     busy = null;
     if (op && op.fragment) {
       debug.appended++;
-      if (op.start !== null) newest = { start: op.start, liveMs: op.liveMs };
+      if (op.start !== null) {
+        newest = { start: op.start, liveMs: op.liveMs };
+        awaiting.push({ start: op.start, liveMs: op.liveMs, prftMs: op.prftMs });
+        if (awaiting.length > MAX_AWAITING) awaiting.shift();
+      }
       const at = op.start === null ? video.currentTime : op.start;
-      if (op.jump) jumpTo(at, op.first ? 'start' : 'hole');
+      if (op.jump && op.first) starting = true;
+      else if (op.jump) jumpTo(at, 'hole');
+    }
+    // A new viewer gets the newest keyframe and every part after it at once: start at the
+    // newest point, near the live edge, once they are all in (with one fragment, at its start).
+    if (starting && !ops.some((o) => o.fragment)) {
+      starting = false;
+      const r = buffer.buffered;
+      if (r.length) jumpTo(startAt(r), 'start');
     }
     pump();
+  }
+
+  // Where a new viewer starts: so that when the next fragment comes (one fragment length after
+  // the newest went live, by the server's clock in its id) the margin is the target.
+  function startAt(r) {
+    const last = r.length - 1;
+    const frag = debug.fragment || r.end(last) - r.start(last);
+    const sinceLive = newest ? Math.min(frag, Math.max(0, (Date.now() - newest.liveMs) / 1000)) : 0;
+    return Math.max(r.start(last), r.end(last) - target() - (frag - sinceLive));
+  }
+
+  // The margin to keep, and what is buffered ahead of the playhead on average with it.
+  function target() {
+    return latency.targetMargin(debug.fragment, override, debug.jitter);
+  }
+
+  function targetAhead() {
+    return target() + (debug.fragment || 0);
+  }
+
+  function setRate(rate) {
+    debug.rate = rate;
+    if (video.playbackRate !== rate) video.playbackRate = rate;
   }
 
   // Decides where a fragment goes, just before it is appended (the SourceBuffer is idle, so
@@ -315,10 +405,12 @@
     op.jump = op.first || op.afterReset || holeNext;
     holeNext = false;
     if (op.time === null || end === null) {
-      if (op.time !== null) op.start = op.time + buffer.timestampOffset;
+      if (op.time !== null) {
+        op.start = op.time + buffer.timestampOffset;
+        measureFragment(op.start);
+      }
       return;
     }
-    keepMargin(end);
     let start = op.time + buffer.timestampOffset;
     if (start < end - HOLE) {
       // Time went backwards: the server restarted with the same file and its clock began
@@ -326,20 +418,35 @@
       buffer.timestampOffset = end - op.time;
       start = end;
       debug.shifts++;
+      jitter.clear();
     }
     op.start = start;
     if (start > end + HOLE) op.jump = true;
+    measureFragment(start);
+    if (!op.jump) keepMargin(end, op);
   }
 
-  // Fragments arrive whole, once a fragment's duration: what is buffered ahead just before one
-  // arrives is the margin that absorbs network jitter. With too little, playback stutters at
-  // every arrival, so slow down a little (pitch is kept) until the margin has grown.
-  function keepMargin(end) {
-    if (video.paused || video.seeking) return;
+  // The video fragments' length, from where consecutive ones start (smoothed: encoders and
+  // `frag_duration` vary it a little).
+  function measureFragment(start) {
+    const d = lastVideoStart === null ? null : start - lastVideoStart;
+    lastVideoStart = start;
+    if (d === null || d <= 0 || d > 30) return;
+    debug.fragment = debug.fragment === null ? d : debug.fragment + 0.2 * (d - debug.fragment);
+  }
+
+  // Fragments arrive whole: what is buffered ahead just before one arrives is the margin that
+  // absorbs network jitter, and the delay a viewer sees. Play slightly faster while it is above
+  // the target and slightly slower while it is below (pitch is kept).
+  function keepMargin(end, op) {
+    if (video.paused || video.seeking || starting) return;
+    const now = performance.now();
+    jitter.arrival(op.arrivedMs, op.start);
+    debug.jitter = jitter.seconds(now);
+    debug.target = target();
     const margin = end - video.currentTime;
     debug.margin = margin;
-    if (margin < MIN_MARGIN) video.playbackRate = SLOW_RATE;
-    else if (margin > MIN_MARGIN + 0.3) video.playbackRate = 1;
+    setRate(controller.arrival(now, margin, debug.target, debug.fragment));
   }
 
   // The browser's buffer is full: remove what was played (keeping a second before the playhead)
@@ -373,6 +480,9 @@
   function seek(t, why) {
     debug.seeks++;
     debug.lastSeek = why;
+    debug.seekReasons[why] = (debug.seekReasons[why] || 0) + 1;
+    setRate(controller.reset());
+    jitter.clear();
     video.currentTime = t;
     play();
   }
@@ -468,10 +578,21 @@
     const liveMs = Number(e.lastEventId.split('.')[1]) || Date.now();
     const bytes = fromBase64(e.data);
     const time = fragmentStart(bytes);
-    ops.push({ fragment: true, bytes, time, liveMs, start: null, afterReset: resetSeen });
+    const prft = prftMs(bytes);
+    ops.push({
+      fragment: true,
+      bytes,
+      time,
+      liveMs,
+      prftMs: prft,
+      arrivedMs: performance.now(),
+      start: null,
+      afterReset: resetSeen,
+    });
     resetSeen = false;
     const pending = ops.filter((op) => op.fragment);
-    if (pending.length > MAX_PENDING) {
+    const most = Math.max(MAX_PENDING, MAX_PENDING_SECS / (debug.fragment || 1));
+    if (pending.length > most) {
       ops.splice(ops.indexOf(pending[0]), 1);
       debug.dropped++;
       holeNext = true;
@@ -490,13 +611,15 @@
     showStatus();
   }
 
+  // A paused video (a script, a phone's media controls) is left alone: once it plays again it is
+  // far behind and seeks. So is the start, which seeks by itself once the first fragments are in.
   function keepUp() {
     const r = buffer.buffered;
-    if (!r.length) return;
+    if (!r.length || starting || (video.paused && !blocked && presented)) return;
     const now = video.currentTime;
     const last = r.length - 1;
-    if (r.end(last) - now > MAX_BEHIND) {
-      seek(Math.max(r.end(last) - LIVE_TARGET, r.start(last)), 'live edge');
+    if (latency.farBehind(r.end(last) - now, target(), debug.fragment)) {
+      seek(Math.max(r.end(last) - targetAhead(), r.start(last)), 'live edge');
       return;
     }
     let inside = -1;
@@ -558,6 +681,30 @@
     pump();
   }
 
+  // ---- the delay: from going live to the first presented frame of each fragment ----
+
+  // Called for every presented video frame. The fragments appended before it and starting at or
+  // before its media time are done with; the newest of them had its first frame presented now
+  // (unless an earlier frame of it was: then it was measured already and is gone).
+  function onFrame(now, meta) {
+    video.requestVideoFrameCallback(onFrame);
+    if (!presented) debug.firstFrameMs = Math.round(now);
+    presented = true;
+    const at = meta.mediaTime + 0.001; // media times are rounded to microseconds
+    let shown = null;
+    while (awaiting.length && awaiting[0].start <= at) shown = awaiting.shift();
+    if (!shown) return;
+    const wallMs = performance.timeOrigin + (meta.presentationTime || now);
+    delays.add(wallMs, (wallMs - shown.liveMs) / 1000);
+    if (shown.prftMs !== null) encoderDelays.add(wallMs, (wallMs - shown.prftMs) / 1000);
+  }
+
+  function showDelay() {
+    const nowMs = performance.timeOrigin + performance.now();
+    debug.delay = delays.summary(nowMs);
+    debug.encoderDelay = encoderDelays.summary(nowMs);
+  }
+
   // ---- what the viewer sees ----
 
   function bufferedAhead() {
@@ -575,6 +722,7 @@
     let tone = '';
     if (debug.state === 'connected' && stream) {
       debug.ahead = bufferedAhead();
+      showDelay();
       // The newest fragment's start went live at liveMs (server clock) and time runs at 1x.
       debug.behind = newest
         ? Math.max(0, newest.start - video.currentTime + (Date.now() - newest.liveMs) / 1000)
@@ -583,7 +731,11 @@
       const parts = [waiting ? (blocked ? 'paused' : 'buffering') : 'live'];
       parts.push(`${video.videoWidth || stream.width}×${video.videoHeight || stream.height}`);
       if (stream.bitrate) parts.push(`${Math.round(stream.bitrate / 1000)} kb/s`);
-      if (debug.behind !== null) parts.push(`${debug.behind.toFixed(1)} s behind live`);
+      if (debug.delay && debug.delay.current !== null) {
+        parts.push(`delay ${debug.delay.current.toFixed(2)} s`);
+      } else if (debug.behind !== null) {
+        parts.push(`${debug.behind.toFixed(1)} s behind live`);
+      }
       if (debug.ahead !== null) parts.push(`${debug.ahead.toFixed(1)} s buffered`);
       text = parts.map((part) => part.replaceAll(' ', '\u00a0')).join(' · '); // wrap between parts
       if (waiting) tone = 'warn';
@@ -666,7 +818,12 @@
   });
 
   video.addEventListener('volumechange', showSound);
-  video.addEventListener('waiting', () => debug.stalls++);
+  video.addEventListener('waiting', () => {
+    if (presented && !video.seeking) debug.stalls++;
+  });
+  // Back from a pause (or a hidden tab): catch up at once rather than on the next tick.
+  video.addEventListener('play', tick);
+  document.addEventListener('visibilitychange', tick);
   video.addEventListener('error', () => {
     const err = video.error;
     if (!err || !mediaSource) return;
@@ -684,6 +841,8 @@
   });
 
   video.muted = true;
+  video.preservesPitch = true;
+  if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
   showSound();
   showTitle();
   if (named) {

@@ -85,8 +85,9 @@ impl Connection {
         self.flush(ctx)
     }
 
-    /// Offers a new live fragment to a viewer.
-    pub fn deliver(&mut self, frame: &Rc<Frame>, ctx: &mut Ctx<'_>) -> Next {
+    /// Offers new live fragments (one, or several that went live in the same loop turn) to a
+    /// viewer, then writes them together: one `writev` for the lot when it was idle.
+    pub fn deliver(&mut self, frames: &[Rc<Frame>], ctx: &mut Ctx<'_>) -> Next {
         if self.phase != Phase::Stream {
             return Next::Continue;
         }
@@ -101,7 +102,9 @@ impl Connection {
             return Next::Close;
         }
         let skipped_before = self.queue.total_skipped;
-        self.queue.offer(frame);
+        for frame in frames {
+            self.queue.offer(frame);
+        }
         if self.queue.total_skipped != skipped_before {
             if let Some(s) = self.viewer.and_then(|v| ctx.streams.get_mut(v.stream)) {
                 s.skipped += self.queue.total_skipped - skipped_before;

@@ -113,6 +113,11 @@ pub const ASSETS: &[Asset] = &[
         content_type: "text/css; charset=utf-8",
         body: include_bytes!("../../web/style.css"),
     },
+    Asset {
+        path: "/latency.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/latency.js"),
+    },
 ];
 
 /// A complete `Connection: close` response with a body (or only its head).

@@ -54,6 +54,10 @@ fn routes_pages_events_and_head() {
         ok("GET /player.js HTTP/1.1\r\nHost: x\r\n\r\n").route,
         Route::Asset(1)
     );
+    assert_eq!(
+        ok("GET /latency.js HTTP/1.1\r\nHost: x\r\n\r\n").route,
+        Route::Asset(3)
+    );
     let r = ok("HEAD /events HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(r.head_only);
     assert_eq!(

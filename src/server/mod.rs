@@ -112,6 +112,9 @@ impl From<VideoError> for ServerError {
 pub struct Stats {
     pub accepted: u64,
     pub fragments: u64,
+    /// Fragments that went to viewers in the same write as the one before them (the loop was
+    /// behind by more than a fragment).
+    pub batched: u64,
     pub skipped: u64,
 }
 
@@ -150,6 +153,7 @@ pub struct Server {
     to_close: Vec<usize>,
     /// The viewer keys of the stream being fanned out to (kept for its capacity).
     fanout_keys: Vec<usize>,
+    live_batch: fanout::LiveBatch,
     next_id: u64,
     viewers: usize,
     /// The listener may have connections waiting that were not accepted yet.
@@ -281,6 +285,7 @@ impl Server {
             again: Vec::new(),
             to_close: Vec::new(),
             fanout_keys: Vec::new(),
+            live_batch: fanout::LiveBatch::default(),
             next_id: 0,
             viewers: 0,
             listener_ready: false,
@@ -721,12 +726,13 @@ impl Server {
             .filter(|(_, s)| s.is_live())
             .count();
         log::info!(
-            "stats: {} viewers, {} connections, {} KiB queued, {} streams ({live} live), {} fragments live, {} skipped by slow viewers",
+            "stats: {} viewers, {} connections, {} KiB queued, {} streams ({live} live), {} fragments live ({} batched with the one before), {} skipped by slow viewers",
             self.viewers,
             self.conns.len(),
             queued / 1024,
             self.shared.streams.len(),
             self.stats.fragments,
+            self.stats.batched,
             skipped,
         );
     }

@@ -170,8 +170,9 @@ enum Phase {
 #[derive(Default)]
 struct StreamTrack {
     stats: StreamStats,
-    /// When the 200 head arrived.
+    /// When the 200 head arrived (run clock, and wall clock for comparing with ids).
     start_us: u64,
+    start_wall_us: u64,
     last_seq: Option<u64>,
     last_time_tag: Option<(u64, u64)>,
     /// A `reset` arrived: the next data event may jump ahead and is not live.
@@ -352,6 +353,7 @@ impl Client {
             scanner: SseScanner::default(),
         };
         self.track.start_us = now.mono_us;
+        self.track.start_wall_us = now.wall_us;
         rec.streaming += 1;
         self.consume_body(rest, now, rec)
     }
@@ -482,8 +484,10 @@ impl StreamTrack {
                     }
                     if fresh {
                         self.last_seq = Some(seq);
-                        if self.live && !self.reset_pending {
-                            let sent_us = millis.saturating_mul(1000);
+                        // Only events that went live after this client connected: the backlog
+                        // a new viewer gets first (a whole GOP of parts) is not delivery latency.
+                        let sent_us = millis.saturating_mul(1000);
+                        if self.live && !self.reset_pending && sent_us >= self.start_wall_us {
                             rec.latency.record(now.wall_us.saturating_sub(sent_us));
                         }
                     }
@@ -568,6 +572,23 @@ mod tests {
         assert!(s.fell_behind());
         assert_eq!(rec.latency.count(), 2);
         assert_eq!(rec.latency.max(), Some(10_000));
+    }
+
+    #[test]
+    fn latency_counts_only_events_that_went_live_after_the_connect() {
+        let mut rec = recorder();
+        let mut t = StreamTrack {
+            start_wall_us: 1_000_000,
+            ..StreamTrack::default()
+        };
+        // The backlog: a keyframe and the parts after it, all from before the connect.
+        for (i, ms) in [(1, 700), (2, 733), (3, 766), (4, 999)] {
+            t.on_event(&data(&format!("{i}.{ms}")), at(1_001), &mut rec);
+        }
+        assert_eq!(rec.latency.count(), 0);
+        t.on_event(&data("5.1000"), at(1_004), &mut rec);
+        assert_eq!(rec.latency.count(), 1);
+        assert_eq!(rec.latency.max(), Some(4_000));
     }
 
     #[test]

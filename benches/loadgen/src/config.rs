@@ -57,8 +57,9 @@ REPORT (human-readable on stderr; with --json also on stdout):
     resets, fell_behind     `reset` events (the server skipped frames for a slow client); clients
                             with any gap or reset fell behind.
     latency                 now − <ms> from the id, when the event's last byte arrives (same
-                            host clock). The first data event of a connection and the first after
-                            a reset are left out: they are the catch-up keyframe, not live.
+                            host clock). Only events that went live after the connection's
+                            response head arrived count; the first data event of a connection
+                            and the first after a reset are left out too (catch-up, not live).
     spread                  Fan-out spread per event id: last client's arrival − first client's,
                             among clients already streaming when the id first arrived. `spread`
                             counts ids that reached >= 90% of those clients; `spread_all` counts
