@@ -93,12 +93,17 @@ pub struct Muxer {
     last_duration: u32,
     video_rows: Vec<SampleRow>,
     video_data: Vec<u8>,
-    video_start: i64,
+    /// Decode time of each gathered video row (a gap after lost data breaks the sum).
+    video_dts: Vec<i64>,
+    /// Decode time where the part being gathered started.
+    part_start: i64,
     audio_rows: Vec<SampleRow>,
     audio_data: Vec<u8>,
     audio_start: u64,
     audio_next: Option<u64>,
     early_audio: VecDeque<(i64, Vec<u8>)>,
+    /// Cuts that came while the init waited for the audio track: (video rows, end time).
+    deferred: Vec<(usize, i64)>,
     seq: u32,
     /// Access units dropped while waiting for a keyframe.
     pub skipped: u64,
@@ -123,12 +128,14 @@ impl Muxer {
             last_duration: 3000,
             video_rows: Vec::new(),
             video_data: Vec::new(),
-            video_start: 0,
+            video_dts: Vec::new(),
+            part_start: 0,
             audio_rows: Vec::new(),
             audio_data: Vec::new(),
             audio_start: 0,
             audio_next: None,
             early_audio: VecDeque::new(),
+            deferred: Vec::new(),
             seq: 0,
             skipped: 0,
         }
@@ -150,11 +157,21 @@ impl Muxer {
         }
     }
 
-    /// Data was lost: drop what is gathered and send nothing until the next keyframe.
-    pub fn skip_to_keyframe(&mut self) {
-        self.held = None;
-        self.video_rows.clear();
-        self.video_data.clear();
+    /// Video data was lost (the access unit being gathered upstream is dropped): what is here is
+    /// complete and goes out, and nothing more until the next keyframe.
+    pub fn skip_to_keyframe(&mut self, out: &mut Vec<PushEvent>) {
+        if let Some(h) = self.held.take() {
+            let d = self.last_duration;
+            let end = h.dts + i64::from(d);
+            self.push_held(h, d);
+            self.part_start = end;
+            if let Err(e) = self.cut(end, false, out) {
+                log::warn!("dropping video before lost data: {e}");
+            }
+        }
+        if !self.need_key {
+            self.skipped += 1;
+        }
         self.need_key = true;
     }
 
@@ -177,21 +194,24 @@ impl Muxer {
         };
         let mut sample = Vec::with_capacity(au.len() + 16);
         let mut keyframe = false;
+        let mut has_slice = false;
         let mut sets = ParamSets::default();
         for nal in nal_units(au) {
             match NalKind::of(codec, nal) {
                 NalKind::Vps => sets.vps.push(nal.to_vec()),
                 NalKind::Sps => sets.sps.push(nal.to_vec()),
                 NalKind::Pps => sets.pps.push(nal.to_vec()),
-                NalKind::Aud | NalKind::Drop => {}
+                NalKind::Drop => {}
                 kind => {
                     keyframe |= kind == NalKind::Key;
+                    has_slice |= matches!(kind, NalKind::Key | NalKind::Slice);
                     sample.extend_from_slice(&(nal.len() as u32).to_be_bytes());
                     sample.extend_from_slice(nal);
                 }
             }
         }
-        if sample.is_empty() {
+        if !has_slice {
+            // Parameter sets or delimiters alone: not a picture.
             return Ok(());
         }
         if keyframe && !sets.sps.is_empty() && !sets.pps.is_empty() {
@@ -232,13 +252,14 @@ impl Muxer {
             };
             self.last_duration = duration;
             self.push_held(h, duration);
-            let span = dts - self.video_start;
+            let span = dts - self.part_start;
             cut = keyframe || self.part == 0 || span >= self.part;
         }
         if self.video_data.len() + sample.len() > MAX_FRAGMENT / 2 {
             cut = true;
         }
         if cut {
+            self.part_start = dts;
             self.cut(dts, false, out)?;
         }
         self.held = Some(HeldVideo {
@@ -317,7 +338,7 @@ impl Muxer {
 
     fn start_session(&mut self, base: i64) {
         self.base = Some(base);
-        self.video_start = base;
+        self.video_dts.clear();
         self.audio_next = None;
         self.audio_rows.clear();
         self.audio_data.clear();
@@ -348,7 +369,9 @@ impl Muxer {
         self.base = None;
         self.reinit = false;
         self.need_key = true;
+        self.deferred.clear();
         self.video_rows.clear();
+        self.video_dts.clear();
         self.video_data.clear();
         self.audio_rows.clear();
         self.audio_data.clear();
@@ -356,8 +379,9 @@ impl Muxer {
 
     fn push_held(&mut self, h: HeldVideo, duration: u32) {
         if self.video_rows.is_empty() {
-            self.video_start = h.dts;
+            self.part_start = h.dts;
         }
+        self.video_dts.push(h.dts);
         let cto = (h.pts - h.dts).clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32;
         self.video_rows.push(SampleRow {
             duration,
@@ -406,7 +430,8 @@ impl Muxer {
 
     /// Cuts a fragment of the gathered video and of the audio that starts before `end` (90 kHz);
     /// sends the init first when the session has none yet. Without `force`, waits while an
-    /// expected audio track has not configured yet (for up to [`AUDIO_WAIT`]).
+    /// expected audio track has not configured yet (for up to [`AUDIO_WAIT`]), remembering
+    /// where each cut would have been so the fragments come out as they would have.
     fn cut(&mut self, end: i64, force: bool, out: &mut Vec<PushEvent>) -> Result<(), PushError> {
         let Some(base) = self.base else {
             return Ok(());
@@ -414,6 +439,7 @@ impl Muxer {
         if self.init.is_none() {
             let waiting = self.audio_expected && self.audio.is_none();
             if waiting && !force && end - base < AUDIO_WAIT {
+                self.deferred.push((self.video_rows.len(), end));
                 return Ok(());
             }
             if self.video_rows.is_empty() && self.audio_rows.is_empty() {
@@ -423,7 +449,25 @@ impl Muxer {
             out.push(PushEvent::Init(init.clone()));
             self.init = Some(init);
         }
-        let Some(init) = &self.init else {
+        let mut taken = 0;
+        for (rows, at) in std::mem::take(&mut self.deferred) {
+            self.emit(rows - taken, at, false, out)?;
+            taken = rows;
+        }
+        let rows = self.video_rows.len();
+        self.emit(rows, end, force, out)
+    }
+
+    /// Writes a fragment of the first `video` gathered video rows and the audio that starts
+    /// before `end` (all of it with `all_audio`).
+    fn emit(
+        &mut self,
+        video: usize,
+        end: i64,
+        all_audio: bool,
+        out: &mut Vec<PushEvent>,
+    ) -> Result<(), PushError> {
+        let (Some(init), Some(base)) = (&self.init, self.base) else {
             return Ok(());
         };
         let has_audio = init.tracks.iter().any(|t| t.id == AUDIO_ID);
@@ -435,7 +479,7 @@ impl Muxer {
             let mut n = 0;
             let mut bytes = 0usize;
             for r in &self.audio_rows {
-                if t >= end_ticks && !force {
+                if t >= end_ticks && !all_audio {
                     break;
                 }
                 t += u64::from(r.duration);
@@ -446,22 +490,21 @@ impl Muxer {
         } else {
             (0, 0)
         };
-        let video_rows = if has_video {
-            std::mem::take(&mut self.video_rows)
-        } else {
-            self.video_rows.clear();
-            Vec::new()
-        };
+        let video = video.min(self.video_rows.len());
+        let video_rows: Vec<SampleRow> = self.video_rows.drain(..video).collect();
+        let video_bytes: usize = video_rows.iter().map(|r| r.size as usize).sum();
+        let mut data: Vec<u8> = self.video_data.drain(..video_bytes).collect();
+        let video_time = self.video_dts.first().map_or(0, |&d| (d - base).max(0) as u64);
+        self.video_dts.drain(..video);
+        let video_rows = if has_video { video_rows } else { Vec::new() };
+        if !has_video {
+            data.clear();
+        }
         if video_rows.is_empty() && rows_a == 0 {
             return Ok(());
         }
         let audio_rows: Vec<SampleRow> = self.audio_rows.drain(..rows_a).collect();
-        let mut data = std::mem::take(&mut self.video_data);
-        if !has_video {
-            data.clear();
-        }
         data.extend(self.audio_data.drain(..bytes_a));
-        let video_time = (self.video_start - base).max(0) as u64;
         let audio_time = self.audio_start;
         self.audio_start += audio_rows.iter().map(|r| u64::from(r.duration)).sum::<u64>();
         self.seq = self.seq.wrapping_add(1);
@@ -562,3 +605,6 @@ fn video_entry(codec: VideoCodec, sets: &ParamSets) -> Result<Entry, PushError> 
         }
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -391,7 +391,7 @@ fn ts_event(mux: &mut Muxer, e: TsEvent<'_>, out: &mut Vec<PushEvent>) -> Result
         TsEvent::Video { dts, pts, data } => mux.video(dts, pts, data, out),
         TsEvent::Audio { config, pts, frame } => mux.audio(config, pts, frame, out),
         TsEvent::VideoLost => {
-            mux.skip_to_keyframe();
+            mux.skip_to_keyframe(out);
             Ok(())
         }
     }
