@@ -105,6 +105,8 @@ pub struct AvcSps {
     pub bit_depth_chroma: u32,
     pub width: u32,
     pub height: u32,
+    /// The frame duration in 90 kHz ticks from the VUI timing info, when the SPS has it.
+    pub frame_ticks: Option<u32>,
 }
 
 fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), ParamError> {
@@ -206,6 +208,8 @@ pub fn parse_avc_sps(nal: &[u8]) -> Result<AvcSps, ParamError> {
     check(width <= 16384 && height <= 16384 && width > 0 && height > 0, || {
         format!("the H.264 SPS says the picture is {width}x{height}")
     })?;
+    // An SPS cut short after the picture size still describes the picture: the VUI is optional.
+    let frame_ticks = avc_vui_frame_ticks(&mut b).ok().flatten();
     Ok(AvcSps {
         profile,
         constraints,
@@ -215,7 +219,43 @@ pub fn parse_avc_sps(nal: &[u8]) -> Result<AvcSps, ParamError> {
         bit_depth_chroma: depth_c,
         width: width as u32,
         height: height as u32,
+        frame_ticks,
     })
+}
+
+/// The frame duration (90 kHz) from an H.264 VUI's timing info, read from just after the
+/// frame cropping fields.
+fn avc_vui_frame_ticks(b: &mut Bits<'_>) -> Result<Option<u32>, ParamError> {
+    if b.bit()? == 0 {
+        return Ok(None);
+    }
+    if b.bit()? == 1 && b.bits(8)? == 255 {
+        b.skip(32)?;
+    }
+    if b.bit()? == 1 {
+        b.bit()?;
+    }
+    if b.bit()? == 1 {
+        b.skip(4)?;
+        if b.bit()? == 1 {
+            b.skip(24)?;
+        }
+    }
+    if b.bit()? == 1 {
+        b.ue()?;
+        b.ue()?;
+    }
+    if b.bit()? == 0 {
+        return Ok(None);
+    }
+    let units = u64::from(b.bits(32)?);
+    let scale = u64::from(b.bits(32)?);
+    if units == 0 || scale == 0 {
+        return Ok(None);
+    }
+    // A frame is two ticks of the field clock.
+    let ticks = 90_000 * 2 * units / scale;
+    Ok(u32::try_from(ticks).ok().filter(|&t| (90..=90_000).contains(&t)))
 }
 
 /// The AVCDecoderConfigurationRecord for `sps` and `pps` (one of each, as encoders send them).

@@ -52,6 +52,8 @@ struct AnnexBFeed {
     mux: Option<Muxer>,
     frames: u64,
     last_dts: Option<i64>,
+    /// Frame duration (90 kHz) the stream's own SPS states, if it does.
+    frame_ticks: Option<u32>,
 }
 
 /// Bytes needed to tell the kind of feed: a box header, or a TS packet and the next sync byte.
@@ -191,10 +193,11 @@ impl LiveInput {
             None => return Ok(Ok(ReadOutcome::WouldBlock)),
         };
         self.took(n, now);
-        let Feed::Mp4(parser) = &mut self.feed else {
-            unreachable!("the feed is MP4 (matched above)")
+        let committed = match &mut self.feed {
+            Feed::Mp4(parser) => parser.commit(n),
+            _ => Ok(None),
         };
-        Ok(match parser.commit(n) {
+        Ok(match committed {
             Ok(Some(event)) => {
                 self.on_event(event, now, out);
                 Ok(ReadOutcome::Read(n))
@@ -238,10 +241,11 @@ impl LiveInput {
                     mux,
                     frames,
                     last_dts,
+                    frame_ticks,
                 } = &mut **a;
                 let codec = split.codec();
                 let r = split.finish(&mut |au| {
-                    annexb_au(codec, mux, frames, last_dts, options, au, &mut events)
+                    annexb_au(codec, mux, (frames, last_dts, frame_ticks), options, au, &mut events)
                 });
                 if let Some(m) = mux {
                     m.finish(&mut events);
@@ -289,14 +293,14 @@ impl LiveInput {
                     mux,
                     frames,
                     last_dts,
+                    frame_ticks,
                 } = &mut **a;
                 let codec = split.codec();
                 let mut on_au = |au: AccessUnit| {
                     annexb_au(
                         codec.or_else(|| guess_from(&au)),
                         mux,
-                        frames,
-                        last_dts,
+                        (frames, last_dts, frame_ticks),
                         options,
                         au,
                         events,
@@ -371,6 +375,7 @@ fn sniff(head: &[u8], options: IngestOptions) -> Option<Feed> {
             mux: None,
             frames: 0,
             last_dts: None,
+            frame_ticks: None,
         })));
     }
     Some(Feed::Mp4(PushParser::default()))
@@ -397,29 +402,37 @@ fn ts_event(mux: &mut Muxer, e: TsEvent<'_>, out: &mut Vec<PushEvent>) -> Result
     }
 }
 
-/// Times an Annex B access unit — frame number over `--fps`, else its arrival — and muxes it.
-#[allow(clippy::too_many_arguments)]
+/// Times an Annex B access unit and muxes it: frame number over `--fps`; else its arrival,
+/// spread to at least the frame duration its SPS states (or 1 ms), so frames that came in one
+/// burst (a pipe that filled before it was read) still get increasing, even times.
 fn annexb_au(
     codec: Option<crate::mux::VideoCodec>,
     mux: &mut Option<Muxer>,
-    frames: &mut u64,
-    last_dts: &mut Option<i64>,
+    (frames, last_dts, frame_ticks): (&mut u64, &mut Option<i64>, &mut Option<u32>),
     options: IngestOptions,
     au: AccessUnit,
     out: &mut Vec<PushEvent>,
 ) -> Result<(), PushError> {
+    use crate::mux::annexb::{nal_units, NalKind};
+    use crate::mux::VideoCodec;
     let Some(codec) = codec else {
         return Ok(());
     };
     let part_ns = u64::try_from(options.part.as_nanos()).unwrap_or(u64::MAX);
     let mux = mux.get_or_insert_with(|| Muxer::new(part_ns, Some(codec), false));
+    if codec == VideoCodec::H264 && options.fps.is_none() {
+        let sps = nal_units(&au.data).find(|n| NalKind::of(codec, n) == NalKind::Sps);
+        if let Some(sps) = sps.and_then(|n| crate::mux::params::parse_avc_sps(n).ok()) {
+            *frame_ticks = sps.frame_ticks;
+        }
+    }
     let dts = match options.fps {
         Some(fps) => (*frames as i64) * TS_HZ / i64::from(fps.max(1)),
         None => {
             let t = i64::try_from(u128::from(au.arrival) * TS_HZ as u128 / 1_000_000_000)
                 .unwrap_or(i64::MAX / 2);
-            // Frames that came in one burst are spread 1 ms apart, so times always grow.
-            last_dts.map_or(t, |last| t.max(last + TS_HZ / 1000))
+            let step = i64::from(frame_ticks.unwrap_or(90));
+            last_dts.map_or(t, |last| t.max(last + step))
         }
     };
     *frames += 1;
