@@ -67,8 +67,14 @@ fn mp4_split(c: &mut Criterion) {
 fn ts_ingest(c: &mut Criterion) {
     let mut g = c.benchmark_group("ingest");
     for (name, ts) in [
-        ("mpegts_h264_aac", &include_bytes!("../tests/ingest/h264aac.ts")[..]),
-        ("mpegts_h265_aac", &include_bytes!("../tests/ingest/h265aac.ts")[..]),
+        (
+            "mpegts_h264_aac",
+            &include_bytes!("../tests/ingest/h264aac.ts")[..],
+        ),
+        (
+            "mpegts_h265_aac",
+            &include_bytes!("../tests/ingest/h265aac.ts")[..],
+        ),
     ] {
         g.throughput(Throughput::Bytes(ts.len() as u64));
         g.bench_function(name, |b| {
@@ -210,7 +216,5 @@ fn deliver(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches, http_parse, sse_encode, mp4_split, push_parse, ts_ingest, deliver
-);
+criterion_group!(benches, http_parse, sse_encode, mp4_split, push_parse, ts_ingest, deliver);
 criterion_main!(benches);

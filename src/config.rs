@@ -120,6 +120,8 @@ impl StreamSpec {
 }
 
 /// What the command line asks for.
+// Made once at startup and matched right away: boxing the config would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Run(Config),
@@ -290,7 +292,9 @@ where
                     v.parse()
                         .ok()
                         .filter(|&n| (1..=1000).contains(&n))
-                        .ok_or_else(|| format!("--fps: '{v}' is not a whole number from 1 to 1000"))?,
+                        .ok_or_else(|| {
+                            format!("--fps: '{v}' is not a whole number from 1 to 1000")
+                        })?,
                 );
             }
             Long("stats-every") => {
@@ -379,6 +383,15 @@ mod tests {
     }
 
     #[test]
+    fn part_and_fps() {
+        let c = run(&["--part", "0", "--fps", "25", "cam=-"]).unwrap();
+        assert_eq!(c.ingest.part, Duration::ZERO);
+        assert_eq!(c.ingest.fps, Some(25));
+        let c = run(&["--part", "500ms"]).unwrap();
+        assert_eq!(c.ingest.part, Duration::from_millis(500));
+    }
+
+    #[test]
     fn defaults() {
         let c = run(&[]).unwrap();
         assert_eq!(c, Config::default());
@@ -412,6 +425,7 @@ mod tests {
         assert_eq!(c.head_timeout, Duration::from_millis(500));
         assert_eq!(c.stall_timeout, Duration::from_secs(120));
         assert_eq!(c.speed, 8);
+        assert_eq!(c.ingest, IngestOptions::default());
         assert_eq!(
             c.streams,
             vec![StreamSpec {
@@ -468,6 +482,8 @@ mod tests {
         assert!(run(&["--max-clients", "0"]).is_err());
         assert!(run(&["--max-clients", "18446744073709551615"]).is_err());
         assert!(run(&["--speed", "0"]).is_err());
+        assert!(run(&["--part", "11s"]).unwrap_err().contains("--part"));
+        assert!(run(&["--fps", "0"]).unwrap_err().contains("--fps"));
         assert!(run(&["--bogus"]).unwrap_err().contains("bogus"));
         assert!(run(&["a.mp4", "x/a.mp4"])
             .unwrap_err()

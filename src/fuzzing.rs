@@ -5,10 +5,10 @@
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::{HeadReader, Parsed, MAX_HEAD};
 use crate::mp4::{render_fragment, shift_decode_times, Movie};
-use crate::source::playout::Playout;
 use crate::mux::ts::{TsDemuxer, TsEvent};
 use crate::mux::Muxer;
 use crate::source::live::{IngestOptions, LiveInput};
+use crate::source::playout::Playout;
 use crate::source::push::{PushEvent, PushParser, MAX_FRAGMENT, MAX_INIT};
 use crate::source::MediaEvent;
 use std::time::Instant;

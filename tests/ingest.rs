@@ -25,7 +25,15 @@ fn encode_args(codec: &str, audio: bool, secs: f64, realtime: bool) -> Vec<Strin
     a.extend(["-t".to_string(), format!("{secs}")]);
     match codec {
         "h264" => a.extend(
-            ["-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency"].map(String::from),
+            [
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-tune",
+                "zerolatency",
+            ]
+            .map(String::from),
         ),
         _ => a.extend(
             [
@@ -51,7 +59,10 @@ fn encode_args(codec: &str, audio: bool, secs: f64, realtime: bool) -> Vec<Strin
 /// The CODECS attribute ffmpeg's HLS muxer writes for the same encode.
 fn hls_codecs(codec: &str, audio: bool) -> String {
     let audio_tag = if audio { "a" } else { "v" };
-    let dir = std::env::temp_dir().join(format!("ssecast-hls-{}-{codec}-{audio_tag}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "ssecast-hls-{}-{codec}-{audio_tag}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let status = Command::new("ffmpeg")
@@ -77,7 +88,11 @@ fn hls_codecs(codec: &str, audio: bool) -> String {
 fn init_codecs(ev: &Event) -> String {
     let v: serde_json::Value = serde_json::from_str(&ev.data).unwrap();
     let mime = v["mime"].as_str().unwrap();
-    mime.split("codecs=\"").nth(1).unwrap().trim_end_matches('"').to_string()
+    mime.split("codecs=\"")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string()
 }
 
 /// Ours against ffmpeg's: H.264 and AAC exactly; for H.265 the sample entry, profile, tier
@@ -120,7 +135,14 @@ fn as_mp4(events: &[Event]) -> (Vec<u8>, Vec<Vec<u8>>) {
 /// Start times (s) of the video and audio streams of a file, as ffprobe sees them.
 fn start_times(path: &std::path::Path) -> Vec<f64> {
     let out = Command::new("ffprobe")
-        .args(["-v", "error", "-show_entries", "stream=start_time", "-of", "csv=p=0"])
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=start_time",
+            "-of",
+            "csv=p=0",
+        ])
         .arg(path)
         .output()
         .expect("ffprobe");

@@ -328,7 +328,10 @@ mod tests {
         assert_eq!(whole.len(), 3);
         assert_eq!(nal_units(&whole[0]).count(), 4);
         assert_eq!(nal_units(&whole[1]).count(), 2);
-        assert_eq!(nal_units(&whole[2]).collect::<Vec<_>>(), [&[0x41, 0x9a, 0x04]]);
+        assert_eq!(
+            nal_units(&whole[2]).collect::<Vec<_>>(),
+            [&[0x41, 0x9a, 0x04]]
+        );
         for piece in 1..stream.len() {
             assert_eq!(split(&stream, piece), whole, "pieces of {piece}");
         }
@@ -345,7 +348,9 @@ mod tests {
 
     #[test]
     fn three_byte_start_codes_and_trailing_zeros() {
-        let data = [0, 0, 1, 0x09, 0xf0, 0, 0, 0, 0, 1, 0x65, 0x88, 0, 0, 1, 0x41, 0x9a];
+        let data = [
+            0, 0, 1, 0x09, 0xf0, 0, 0, 0, 0, 1, 0x65, 0x88, 0, 0, 1, 0x41, 0x9a,
+        ];
         let nals: Vec<&[u8]> = nal_units(&data).collect();
         assert_eq!(nals, [&[0x09, 0xf0][..], &[0x65, 0x88], &[0x41, 0x9a]]);
     }

@@ -404,8 +404,7 @@ impl Muxer {
         let mut ticks = (rel * rate / TS_HZ) as u64;
         let frame_len = u64::from(AAC_FRAME);
         if let Some(next) = self.audio_next {
-            if ticks.abs_diff(next) < frame_len / 2 || self.audio_rows.is_empty() && ticks < next
-            {
+            if ticks.abs_diff(next) < frame_len / 2 || self.audio_rows.is_empty() && ticks < next {
                 ticks = next;
             } else if ticks < next {
                 // Overlaps the frame before: a duplicate or a clock step back.
@@ -494,7 +493,10 @@ impl Muxer {
         let video_rows: Vec<SampleRow> = self.video_rows.drain(..video).collect();
         let video_bytes: usize = video_rows.iter().map(|r| r.size as usize).sum();
         let mut data: Vec<u8> = self.video_data.drain(..video_bytes).collect();
-        let video_time = self.video_dts.first().map_or(0, |&d| (d - base).max(0) as u64);
+        let video_time = self
+            .video_dts
+            .first()
+            .map_or(0, |&d| (d - base).max(0) as u64);
         self.video_dts.drain(..video);
         let video_rows = if has_video { video_rows } else { Vec::new() };
         if !has_video {
@@ -506,7 +508,10 @@ impl Muxer {
         let audio_rows: Vec<SampleRow> = self.audio_rows.drain(..rows_a).collect();
         data.extend(self.audio_data.drain(..bytes_a));
         let audio_time = self.audio_start;
-        self.audio_start += audio_rows.iter().map(|r| u64::from(r.duration)).sum::<u64>();
+        self.audio_start += audio_rows
+            .iter()
+            .map(|r| u64::from(r.duration))
+            .sum::<u64>();
         self.seq = self.seq.wrapping_add(1);
         let trafs = [
             TrafSpec {

@@ -117,9 +117,30 @@ fn check(cond: bool, what: impl FnOnce() -> String) -> Result<(), ParamError> {
     }
 }
 
+/// The cropped picture size, refused when the cropping is more than the picture or the size is
+/// not one a decoder could have (0, or over 16384).
+fn picture_size(
+    codec: &str,
+    width: Option<u64>,
+    height: Option<u64>,
+) -> Result<(u64, u64), ParamError> {
+    let (Some(width), Some(height)) = (width, height) else {
+        return Err(ParamError(format!(
+            "the {codec} SPS crops more than the picture"
+        )));
+    };
+    check(
+        width <= 16384 && height <= 16384 && width > 0 && height > 0,
+        || format!("the {codec} SPS says the picture is {width}x{height}"),
+    )?;
+    Ok((width, height))
+}
+
 /// Parses an H.264 SPS NAL unit (header byte included).
 pub fn parse_avc_sps(nal: &[u8]) -> Result<AvcSps, ParamError> {
-    check(nal.len() >= 4, || format!("an H.264 SPS of {} bytes", nal.len()))?;
+    check(nal.len() >= 4, || {
+        format!("an H.264 SPS of {} bytes", nal.len())
+    })?;
     let r = rbsp(&nal[1..]);
     let mut b = Bits::new(&r, "the H.264 SPS");
     let profile = b.bits(8)? as u8;
@@ -200,14 +221,11 @@ pub fn parse_avc_sps(nal: &[u8]) -> Result<AvcSps, ParamError> {
         2 => (2, 2 - frame_mbs_only),
         _ => (1, 2 - frame_mbs_only),
     };
-    let width = (w_mbs * 16).checked_sub(unit_x * (cl + cr));
-    let height = ((2 - frame_mbs_only) * h_units * 16).checked_sub(unit_y * (ct + cb));
-    let (Some(width), Some(height)) = (width, height) else {
-        return Err(ParamError("the H.264 SPS crops more than the picture".into()));
-    };
-    check(width <= 16384 && height <= 16384 && width > 0 && height > 0, || {
-        format!("the H.264 SPS says the picture is {width}x{height}")
-    })?;
+    let (width, height) = picture_size(
+        "H.264",
+        (w_mbs * 16).checked_sub(unit_x * (cl + cr)),
+        ((2 - frame_mbs_only) * h_units * 16).checked_sub(unit_y * (ct + cb)),
+    )?;
     // An SPS cut short after the picture size still describes the picture: the VUI is optional.
     let frame_ticks = avc_vui_frame_ticks(&mut b).ok().flatten();
     Ok(AvcSps {
@@ -255,7 +273,9 @@ fn avc_vui_frame_ticks(b: &mut Bits<'_>) -> Result<Option<u32>, ParamError> {
     }
     // A frame is two ticks of the field clock.
     let ticks = 90_000 * 2 * units / scale;
-    Ok(u32::try_from(ticks).ok().filter(|&t| (90..=90_000).contains(&t)))
+    Ok(u32::try_from(ticks)
+        .ok()
+        .filter(|&t| (90..=90_000).contains(&t)))
 }
 
 /// The AVCDecoderConfigurationRecord for `sps` and `pps` (one of each, as encoders send them).
@@ -294,7 +314,9 @@ pub struct HevcSps {
 
 /// Parses an H.265 SPS NAL unit (two header bytes included).
 pub fn parse_hevc_sps(nal: &[u8]) -> Result<HevcSps, ParamError> {
-    check(nal.len() >= 16, || format!("an H.265 SPS of {} bytes", nal.len()))?;
+    check(nal.len() >= 16, || {
+        format!("an H.265 SPS of {} bytes", nal.len())
+    })?;
     let r = rbsp(&nal[2..]);
     let mut b = Bits::new(&r, "the H.265 SPS");
     b.bits(4)?;
@@ -341,14 +363,11 @@ pub fn parse_hevc_sps(nal: &[u8]) -> Result<HevcSps, ParamError> {
         2 => (2, 1),
         _ => (1, 1),
     };
-    let width = w.checked_sub(sub_w * (cl + cr));
-    let height = h.checked_sub(sub_h * (ct + cb));
-    let (Some(width), Some(height)) = (width, height) else {
-        return Err(ParamError("the H.265 SPS crops more than the picture".into()));
-    };
-    check(width <= 16384 && height <= 16384 && width > 0 && height > 0, || {
-        format!("the H.265 SPS says the picture is {width}x{height}")
-    })?;
+    let (width, height) = picture_size(
+        "H.265",
+        w.checked_sub(sub_w * (cl + cr)),
+        h.checked_sub(sub_h * (ct + cb)),
+    )?;
     let depth_l = 8 + b.ue()?.min(8);
     let depth_c = 8 + b.ue()?.min(8);
     Ok(HevcSps {

@@ -39,7 +39,11 @@ fn mux_ts(ts: &[u8], piece: usize, part_ms: u64) -> (Vec<PushEvent>, TsDemuxer) 
 
 /// A box's body found by a path of types from the start of `data` (any box of each type).
 fn find<'a>(data: &'a [u8], path: &[&[u8; 4]]) -> Option<&'a [u8]> {
-    fn walk<'a>(data: &'a [u8], range: std::ops::Range<usize>, path: &[&[u8; 4]]) -> Option<&'a [u8]> {
+    fn walk<'a>(
+        data: &'a [u8],
+        range: std::ops::Range<usize>,
+        path: &[&[u8; 4]],
+    ) -> Option<&'a [u8]> {
         let (t, rest) = path.split_first()?;
         for b in Boxes::new(data, range).filter_map(Result::ok) {
             if &b.box_type != *t {
@@ -176,7 +180,11 @@ fn check_against_ffmpeg(ts: &[u8], mp4: &[u8], config: &'static [u8; 4], entry: 
     } else {
         assert_eq!(a[..13], b[..13], "hvcC profile_tier_level");
         assert_eq!(a[15..19], b[15..19], "hvcC chroma format and bit depths");
-        assert_eq!(a[21] & 0x3f, b[21] & 0x3f, "hvcC layers, nesting, length size");
+        assert_eq!(
+            a[21] & 0x3f,
+            b[21] & 0x3f,
+            "hvcC layers, nesting, length size"
+        );
         let arrays = |h: &[u8]| {
             let mut v = Vec::new();
             let mut at = 23;
@@ -198,7 +206,10 @@ fn check_against_ffmpeg(ts: &[u8], mp4: &[u8], config: &'static [u8; 4], entry: 
     // ffmpeg's remux of ADTS writes no DecoderSpecificInfo, so the AudioSpecificConfig is
     // checked against the stream (AAC-LC, 48 kHz, mono) and the timescale against ffmpeg's.
     let esds = find(&init.bytes, &path(b"mp4a", b"esds")).unwrap();
-    assert!(esds.windows(4).any(|w| w == [5, 2, 0x11, 0x88]), "ASC in {esds:02x?}");
+    assert!(
+        esds.windows(4).any(|w| w == [5, 2, 0x11, 0x88]),
+        "ASC in {esds:02x?}"
+    );
     let ts_of = |kind| {
         theirs
             .tracks
@@ -208,7 +219,11 @@ fn check_against_ffmpeg(ts: &[u8], mp4: &[u8], config: &'static [u8; 4], entry: 
             .unwrap()
     };
     let (their_id, their_scale) = ts_of(TrackKind::Video);
-    let their_frags: Vec<&[u8]> = theirs.fragments.iter().map(|f| &mp4[f.range.clone()]).collect();
+    let their_frags: Vec<&[u8]> = theirs
+        .fragments
+        .iter()
+        .map(|f| &mp4[f.range.clone()])
+        .collect();
     let mine = video_samples(&frags, TS_HZ as u32, VIDEO_ID);
     let them = video_samples(&their_frags, their_scale, their_id);
     assert_eq!(mine.len(), them.len(), "video samples");
@@ -218,7 +233,12 @@ fn check_against_ffmpeg(ts: &[u8], mp4: &[u8], config: &'static [u8; 4], entry: 
         // sample entry only (hvc1/avc1), so keyframes are that much smaller.
         assert_eq!(m.1, t.1, "sample {i}: sync");
         if m.1 {
-            assert!(m.0 < t.0 && t.0 - m.0 < 200, "keyframe {i}: {} vs {} bytes", m.0, t.0);
+            assert!(
+                m.0 < t.0 && t.0 - m.0 < 200,
+                "keyframe {i}: {} vs {} bytes",
+                m.0,
+                t.0
+            );
         } else if config == b"hvcC" {
             // ffmpeg splits H.265 at 3-byte start codes, so the zero byte of a 4-byte start
             // code after the access unit delimiter stays in its NAL unit: one byte more.
@@ -230,7 +250,12 @@ fn check_against_ffmpeg(ts: &[u8], mp4: &[u8], config: &'static [u8; 4], entry: 
         assert!((pm - pt).abs() < 0.002, "sample {i} shown at {pm} vs {pt}");
     }
     assert_eq!(
-        theirs.tracks.iter().find(|t| t.kind == TrackKind::Audio).unwrap().timescale,
+        theirs
+            .tracks
+            .iter()
+            .find(|t| t.kind == TrackKind::Audio)
+            .unwrap()
+            .timescale,
         init.tracks[1].timescale
     );
     let _ = ts_of(TrackKind::Audio);
@@ -260,7 +285,11 @@ fn fragments_cut_at_keyframes_and_parts() {
             let run = &f.fragment.runs[0];
             // 30 fps: a part of 200 ms is 6 frames; a GOP of 10 frames gives 6 + 4. The first
             // fragment waits for the audio track to configure, so it may hold more.
-            assert!(run.samples <= 6 || f.media_ns == 0, "{} frames in a part", run.samples);
+            assert!(
+                run.samples <= 6 || f.media_ns == 0,
+                "{} frames in a part",
+                run.samples
+            );
             run.samples as usize
         })
         .sum();
@@ -298,7 +327,11 @@ fn any_split_gives_the_same_fragments() {
     };
     let whole = bytes(mux_ts(H264_TS, H264_TS.len(), 200).0);
     for piece in [1, 7, 187, 188, 189, 1316] {
-        assert_eq!(bytes(mux_ts(H264_TS, piece, 200).0), whole, "pieces of {piece}");
+        assert_eq!(
+            bytes(mux_ts(H264_TS, piece, 200).0),
+            whole,
+            "pieces of {piece}"
+        );
     }
 }
 
@@ -391,7 +424,11 @@ fn a_continuity_gap_skips_to_the_next_keyframe() {
             _ => None,
         })
         .collect();
-    assert!(frags.len() < 30 && frags.len() >= 20, "{} frames", frags.len());
+    assert!(
+        frags.len() < 30 && frags.len() >= 20,
+        "{} frames",
+        frags.len()
+    );
     // Every frame out decodes: after the gap the stream resumes at a keyframe, and the frames
     // between are gone (their media times jump).
     let gap = frags
@@ -473,6 +510,9 @@ fn new_parameter_sets_start_a_new_session() {
         .collect();
     assert_eq!(inits.len(), 2);
     assert_ne!(inits[0], inits[1]);
-    assert!(inits[1].contains("1f,") || inits[1].ends_with("1f\""), "{}", inits[1]);
+    assert!(
+        inits[1].contains("1f,") || inits[1].ends_with("1f\""),
+        "{}",
+        inits[1]
+    );
 }
-

@@ -178,7 +178,11 @@ impl TsDemuxer {
         if !video && Some(pid) != self.audio_pid {
             return Ok(());
         }
-        let pes = if video { &mut self.video } else { &mut self.audio };
+        let pes = if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        };
         match pes.cc {
             Some(last) if last == cc && !discontinuity => return Ok(()),
             Some(last) if (last + 1) & 0x0f != cc && !discontinuity => {
@@ -190,12 +194,20 @@ impl TsDemuxer {
         pes.cc = Some(cc);
         if pusi {
             self.end_pes(video, sink)?;
-            let pes = if video { &mut self.video } else { &mut self.audio };
+            let pes = if video {
+                &mut self.video
+            } else {
+                &mut self.audio
+            };
             pes.started = true;
             pes.broken = false;
             pes.buf.clear();
         }
-        let pes = if video { &mut self.video } else { &mut self.audio };
+        let pes = if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        };
         if !pes.started || pes.broken {
             return Ok(());
         }
@@ -259,7 +271,8 @@ impl TsDemuxer {
         } else {
             payload
         };
-        s.buf.extend_from_slice(&data[..data.len().min(MAX_SECTION - s.buf.len())]);
+        s.buf
+            .extend_from_slice(&data[..data.len().min(MAX_SECTION - s.buf.len())]);
         if s.buf.len() < 3 {
             return Ok(());
         }
@@ -358,7 +371,11 @@ impl TsDemuxer {
     }
 
     fn end_pes(&mut self, video: bool, sink: &mut Sink<'_>) -> Result<(), PushError> {
-        let pes = if video { &mut self.video } else { &mut self.audio };
+        let pes = if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        };
         if !pes.started {
             return Ok(());
         }
@@ -369,7 +386,11 @@ impl TsDemuxer {
             return Ok(());
         }
         let r = self.pes_out(video, &buf, sink);
-        let pes = if video { &mut self.video } else { &mut self.audio };
+        let pes = if video {
+            &mut self.video
+        } else {
+            &mut self.audio
+        };
         pes.buf = buf;
         pes.buf.clear();
         r
@@ -378,13 +399,21 @@ impl TsDemuxer {
     fn pes_out(&mut self, video: bool, b: &[u8], sink: &mut Sink<'_>) -> Result<(), PushError> {
         if b.len() < 9 || b[0..3] != [0, 0, 1] || b[6] & 0xc0 != 0x80 {
             self.lost += 1;
-            return if video { sink(TsEvent::VideoLost) } else { Ok(()) };
+            return if video {
+                sink(TsEvent::VideoLost)
+            } else {
+                Ok(())
+            };
         }
         let flags = b[7] >> 6;
         let payload_at = 9 + usize::from(b[8]);
         if payload_at > b.len() || flags & 2 == 0 || payload_at < 9 + 5 * usize::from(flags - 1) {
             self.lost += 1;
-            return if video { sink(TsEvent::VideoLost) } else { Ok(()) };
+            return if video {
+                sink(TsEvent::VideoLost)
+            } else {
+                Ok(())
+            };
         }
         let mut end = b.len();
         let len = usize::from(u16::from_be_bytes([b[4], b[5]]));
@@ -419,7 +448,8 @@ impl TsDemuxer {
             let profile = d[2] >> 6;
             let sfi = (d[2] >> 2) & 0x0f;
             let chan = ((d[2] & 1) << 2) | (d[3] >> 6);
-            let len = (usize::from(d[3] & 3) << 11) | (usize::from(d[4]) << 3) | usize::from(d[5] >> 5);
+            let len =
+                (usize::from(d[3] & 3) << 11) | (usize::from(d[4]) << 3) | usize::from(d[5] >> 5);
             let blocks = (d[6] & 3) + 1;
             let Some(&rate) = AAC_SAMPLE_RATES.get(usize::from(sfi)) else {
                 self.lost += 1;

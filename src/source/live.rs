@@ -245,7 +245,14 @@ impl LiveInput {
                 } = &mut **a;
                 let codec = split.codec();
                 let r = split.finish(&mut |au| {
-                    annexb_au(codec, mux, (frames, last_dts, frame_ticks), options, au, &mut events)
+                    annexb_au(
+                        codec,
+                        mux,
+                        (frames, last_dts, frame_ticks),
+                        options,
+                        au,
+                        &mut events,
+                    )
                 });
                 if let Some(m) = mux {
                     m.finish(&mut events);
@@ -278,8 +285,8 @@ impl LiveInput {
             return self.feed_events(&head, now, events);
         }
         let options = self.options;
-        let at_ns = u64::try_from(now.saturating_duration_since(self.epoch).as_nanos())
-            .unwrap_or(u64::MAX);
+        let at_ns =
+            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         match &mut self.feed {
             Feed::Sniff(_) => Ok(()),
             Feed::Mp4(parser) => parser.feed(bytes, |e| events.push(e)),
@@ -367,7 +374,9 @@ fn sniff(head: &[u8], options: IngestOptions) -> Option<Feed> {
     if head.len() < 8 {
         return None;
     }
-    let box_like = head[4..8].iter().all(|b| b.is_ascii_alphanumeric() || *b == b' ');
+    let box_like = head[4..8]
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || *b == b' ');
     let start_code = head[..3] == [0, 0, 1] || head[..4] == [0, 0, 0, 1];
     if start_code && !box_like {
         return Some(Feed::AnnexB(Box::new(AnnexBFeed {
