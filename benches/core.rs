@@ -3,7 +3,8 @@
 //! file's sample tables and the fragments written from them, the push parser a publisher's body
 //! goes through, and the per-viewer
 //! cost of delivering one fragment (offer to the
-//! queue + one vectored write to a real loopback socket), reported per viewer.
+//! queue + one vectored write to a real loopback socket), reported per viewer; and MPEG-TS
+//! ingest: demux + mux of an H.264/AAC and an H.265/AAC transport stream into fragments.
 //!
 //! Run: `cargo bench --bench core` (add `-- --quick` for a fast pass; `-- compress` for one group).
 
@@ -15,7 +16,9 @@ use ssecast::http::chunked::{encode, ChunkedDecoder};
 use ssecast::http::parse_request;
 use ssecast::mp4::{render_fragment, Movie};
 use ssecast::source::file::SAMPLE;
+use ssecast::source::live::{IngestOptions, LiveInput};
 use ssecast::source::push::{PushEvent, PushParser};
+use ssecast::source::MediaEvent;
 use ssecast::sse::deflate::deflate_frame;
 use ssecast::sse::{data_frame, StreamInfo};
 use ssecast::stream::timeline::Run;
@@ -134,6 +137,41 @@ fn mp4_split(c: &mut Criterion) {
 /// A publisher's body through the push parser: reads of up to 64 KiB straight into the fragment
 /// being assembled (as the connection does), and the same body chunk-encoded in 32 KiB chunks
 /// (ffmpeg's) decoded first.
+/// MPEG-TS in, fragments out, exactly as a publish body goes: sniffed by a `LiveInput`, fed in
+/// 64 KiB reads, demuxed, muxed (200 ms parts) and each fragment parsed back.
+fn ts_ingest(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ingest");
+    for (name, ts) in [
+        (
+            "mpegts_h264_aac",
+            &include_bytes!("../tests/ingest/h264aac.ts")[..],
+        ),
+        (
+            "mpegts_h265_aac",
+            &include_bytes!("../tests/ingest/h265aac.ts")[..],
+        ),
+    ] {
+        g.throughput(Throughput::Bytes(ts.len() as u64));
+        g.bench_function(name, |b| {
+            let now = Instant::now();
+            b.iter(|| {
+                let mut input = LiveInput::new(0, now, IngestOptions::default());
+                let mut media = Vec::new();
+                for piece in black_box(ts).chunks(64 * 1024) {
+                    input.feed(piece, now, &mut media).expect("MPEG-TS");
+                }
+                input.finish(now, &mut media);
+                let fragments = media
+                    .iter()
+                    .filter(|m| matches!(m.event, MediaEvent::Fragment(_)))
+                    .count();
+                assert!(fragments >= 5);
+            })
+        });
+    }
+    g.finish();
+}
+
 fn push_parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("push");
     g.throughput(Throughput::Bytes(SAMPLE.len() as u64));
@@ -447,6 +485,7 @@ criterion_group!(
     mp4_split,
     plain_mp4_bench,
     push_parse,
+    ts_ingest,
     deliver
 );
 criterion_main!(benches);

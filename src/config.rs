@@ -2,6 +2,7 @@
 //! text, the `[NAME=]SOURCE` stream arguments and the units (sizes like `4M`, durations like
 //! `10s`). Pure: no I/O, so it is unit-tested.
 
+use crate::source::live::IngestOptions;
 use crate::stream::StreamName;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ pub struct Config {
     pub stats_every: Duration,
     /// Viewers that accept gzip get the compressed stream (`--compress auto`).
     pub compress: bool,
+    /// How MPEG-TS and Annex B feeds are muxed (`--part`, `--fps`).
+    pub ingest: IngestOptions,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             speed: 1,
             stats_every: Duration::from_secs(60),
             compress: true,
+            ingest: IngestOptions::default(),
         }
     }
 }
@@ -119,6 +123,8 @@ impl StreamSpec {
 }
 
 /// What the command line asks for.
+// Made once at startup and matched right away: boxing the config would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Run(Config),
@@ -140,7 +146,8 @@ ARGS:
                    a fragmented MP4 file: played in real time as a looping channel; NAME
                      defaults to the file's stem (movie.mp4 -> movie). Make one with:
                      ffmpeg -i in.mp4 -c copy -movflags frag_keyframe+empty_moov+default_base_moof out.mp4
-                   -: standard input, a live fragmented MP4 feed; NAME defaults to live
+                   -: standard input, a live feed (fragmented MP4, MPEG-TS or H.264/H.265
+                     Annex B, told apart by its first bytes); NAME defaults to live
                    http://HOST:PORT/events/NAME: another ssecast's stream, relayed (same
                      events, same ids); NAME defaults to the URL's last segment
                  Without any, the embedded 6 s test pattern plays as the stream 'sample'.
@@ -166,6 +173,11 @@ OPTIONS:
                              [default: 30s]
         --speed N            Play files N times faster than real time, for benchmarks
                              [default: 1]
+        --part TIME          Longest fragment cut from an MPEG-TS or Annex B feed between
+                             keyframes (each keyframe starts one), so latency is not a whole
+                             GOP; 0 makes every frame a fragment [default: 200ms]
+        --fps N              Frame rate of a bare H.264/H.265 stream on standard input; without
+                             it frames are timed by their arrival
         --stats-every TIME   How often to log a summary line (viewers, connections, queued
                              bytes, skipped fragments) [default: 60s]
         --compress auto|off  auto: viewers that accept gzip get the stream compressed (each
@@ -182,7 +194,8 @@ ENDPOINTS:
                             none, the first published stream that is live, else the sample)
     GET /NAME               the viewer page for stream NAME (waits while it is offline)
     GET /events[/NAME]      the live stream (text/event-stream)
-    POST|PUT /publish/NAME  publish fragmented MP4 (chunked, Content-Length, or until close):
+    POST|PUT /publish/NAME  publish fragmented MP4 or MPEG-TS (chunked, Content-Length, or
+                            until close; ffmpeg -f mpegts http://HOST:8080/publish/NAME):
       ffmpeg -re -i IN -c:v libx264 -c:a aac -f mp4 \\
         -movflags frag_keyframe+empty_moov+default_base_moof http://HOST:8080/publish/NAME
     GET /api/streams[/NAME] status JSON;  GET /metrics  Prometheus text;  GET /healthz  liveness
@@ -271,6 +284,24 @@ where
                     .ok_or_else(|| {
                         format!("--speed: '{v}' is not a whole number from 1 to 1000")
                     })?;
+            }
+            Long("part") => {
+                let v = string_value(&mut parser, "--part")?;
+                cfg.ingest.part = parse_duration(&v).map_err(|e| format!("--part: {e}"))?;
+                if cfg.ingest.part > Duration::from_secs(10) {
+                    return Err("--part: at most 10s".into());
+                }
+            }
+            Long("fps") => {
+                let v = string_value(&mut parser, "--fps")?;
+                cfg.ingest.fps = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n| (1..=1000).contains(&n))
+                        .ok_or_else(|| {
+                            format!("--fps: '{v}' is not a whole number from 1 to 1000")
+                        })?,
+                );
             }
             Long("stats-every") => {
                 let v = string_value(&mut parser, "--stats-every")?;
@@ -366,6 +397,15 @@ mod tests {
     }
 
     #[test]
+    fn part_and_fps() {
+        let c = run(&["--part", "0", "--fps", "25", "cam=-"]).unwrap();
+        assert_eq!(c.ingest.part, Duration::ZERO);
+        assert_eq!(c.ingest.fps, Some(25));
+        let c = run(&["--part", "500ms"]).unwrap();
+        assert_eq!(c.ingest.part, Duration::from_millis(500));
+    }
+
+    #[test]
     fn defaults() {
         let c = run(&[]).unwrap();
         assert_eq!(c, Config::default());
@@ -403,6 +443,7 @@ mod tests {
         assert_eq!(c.speed, 8);
         assert!(!c.compress);
         assert!(run(&["--compress", "auto"]).unwrap().compress);
+        assert_eq!(c.ingest, IngestOptions::default());
         assert_eq!(
             c.streams,
             vec![StreamSpec {
@@ -462,6 +503,8 @@ mod tests {
         assert!(run(&["--max-clients", "0"]).is_err());
         assert!(run(&["--max-clients", "18446744073709551615"]).is_err());
         assert!(run(&["--speed", "0"]).is_err());
+        assert!(run(&["--part", "11s"]).unwrap_err().contains("--part"));
+        assert!(run(&["--fps", "0"]).unwrap_err().contains("--fps"));
         assert!(run(&["--bogus"]).unwrap_err().contains("bogus"));
         assert!(run(&["a.mp4", "x/a.mp4"])
             .unwrap_err()

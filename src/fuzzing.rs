@@ -7,8 +7,12 @@ use crate::http::{HeadReader, Parsed, MAX_HEAD};
 use crate::mp4::{
     parse_fragment_at, read_box, render_fragment, shift_decode_times, InitSegment, Movie, Mp4Error,
 };
+use crate::mux::ts::{TsDemuxer, TsEvent};
+use crate::mux::Muxer;
+use crate::source::live::{IngestOptions, LiveInput};
 use crate::source::playout::Playout;
 use crate::source::push::{PushEvent, PushParser, MAX_FRAGMENT, MAX_INIT};
+use crate::source::MediaEvent;
 use std::time::Instant;
 
 /// Feeds `data[1..]` to a [`HeadReader`] in reads whose sizes cycle through a pattern picked by
@@ -173,5 +177,99 @@ pub fn publish_in_pieces(data: &[u8]) {
                 }
             }
         }
+    }
+}
+
+/// Feeds `data[2..]` to the MPEG-TS demuxer and the muxer in pieces whose sizes cycle through a
+/// pattern picked by `data[0]`; `data[1]` picks the part length (bit 0: `--part 0`) and whether
+/// the bytes go through a [`LiveInput`] (bit 1: sniffed as MP4, MPEG-TS or Annex B, as a
+/// publish body is) or straight to the demuxer. Every init must parse, every fragment must be
+/// under the cap, shiftable, and the first fragment after an init must start with a keyframe;
+/// nothing may panic.
+pub fn ts_demux_in_pieces(data: &[u8]) {
+    let [pattern, mode, rest @ ..] = data else {
+        return;
+    };
+    let sizes = [
+        1 + usize::from(pattern & 0x0f),
+        1 + usize::from(pattern >> 4) * 181,
+        188,
+    ];
+    let part_ns = if mode & 1 == 1 { 0 } else { 200_000_000 };
+    let mut after_init = false;
+    let mut check = |e: &PushEvent| match e {
+        PushEvent::Init(init) => {
+            assert!(init.bytes.len() <= MAX_INIT, "init over the cap");
+            after_init = true;
+        }
+        PushEvent::Fragment(f) => {
+            assert!(f.bytes.len() <= MAX_FRAGMENT, "fragment over the cap");
+            if after_init {
+                assert!(f.fragment.keyframe, "a session starts with a keyframe");
+            }
+            after_init = false;
+            let mut bytes = f.bytes.clone();
+            shift_decode_times(&mut bytes, &f.fragment, &[u64::MAX / 3; 4]);
+        }
+    };
+    let pieces = |mut at: usize| {
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            if at >= rest.len() {
+                return None;
+            }
+            let n = sizes[i % sizes.len()].min(rest.len() - at);
+            i += 1;
+            at += n;
+            Some(&rest[at - n..at])
+        })
+    };
+    if mode & 2 == 2 {
+        let now = Instant::now();
+        let options = IngestOptions {
+            part: std::time::Duration::from_nanos(part_ns),
+            fps: None,
+        };
+        let mut input = LiveInput::new(0, now, options);
+        let mut media = Vec::new();
+        for piece in pieces(0) {
+            if input.feed(piece, now, &mut media).is_err() {
+                return;
+            }
+        }
+        input.finish(now, &mut media);
+        for m in media {
+            match m.event {
+                MediaEvent::Init(init) => check(&PushEvent::Init(init)),
+                MediaEvent::Fragment(f) => check(&PushEvent::Fragment(f)),
+                _ => {}
+            }
+        }
+        return;
+    }
+    let mut demux = TsDemuxer::default();
+    let mut mux = Muxer::new(part_ns, None, false);
+    let mut out = Vec::new();
+    let mut sink = |e: TsEvent<'_>| match e {
+        TsEvent::Tracks { video, audio } => {
+            mux.set_tracks(video, audio, &mut out);
+            Ok(())
+        }
+        TsEvent::Video { dts, pts, data } => mux.video(dts, pts, data, &mut out),
+        TsEvent::Audio { config, pts, frame } => mux.audio(config, pts, frame, &mut out),
+        TsEvent::VideoLost => {
+            mux.skip_to_keyframe(&mut out);
+            Ok(())
+        }
+    };
+    for piece in pieces(0) {
+        if demux.push(piece, &mut sink).is_err() {
+            break;
+        }
+    }
+    let _ = demux.finish(&mut sink);
+    mux.finish(&mut out);
+    for e in &out {
+        check(e);
     }
 }

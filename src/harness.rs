@@ -62,6 +62,7 @@ impl FanoutHarness {
                 publish_key: None,
                 media: Vec::new(),
                 metrics: crate::metrics::Metrics::new(now),
+                ingest: crate::source::live::IngestOptions::default(),
             },
             playout,
             stream,

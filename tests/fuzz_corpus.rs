@@ -37,6 +37,51 @@ fn publish_corpus() {
     assert!(n >= 10, "only {n} inputs");
 }
 
+#[test]
+fn ts_demux_corpus() {
+    let n = replay("ts_demux", ssecast::fuzzing::ts_demux_in_pieces);
+    assert!(n >= 10, "only {n} inputs");
+}
+
+/// Regenerates the TS seeds (`cargo test --test fuzz_corpus -- --ignored`): the MPEG-TS and
+/// Annex B test files cut short, with packets dropped (continuity gaps), bytes flipped and sync
+/// lost, each with a few read patterns and modes.
+#[test]
+#[ignore = "writes into fuzz/corpus/ts_demux"]
+fn write_ts_seeds() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |p: &str| std::fs::read(root.join(p)).unwrap();
+    let h264 = read("tests/ingest/h264aac.ts");
+    let h265 = read("tests/ingest/h265aac.ts");
+    let es = read("tests/ingest/h264.264");
+    let cut = |d: &[u8], n: usize| d[..n.min(d.len())].to_vec();
+    let mut dropped = cut(&h264, 30_080);
+    dropped.drain(188 * 40..188 * 41);
+    let mut flipped = cut(&h265, 30_080);
+    for i in (500..flipped.len()).step_by(2_000) {
+        flipped[i] ^= 0x5a;
+    }
+    let mut unsynced = cut(&h264, 20_000);
+    unsynced.insert(188 * 30 + 5, 0x47);
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("h264aac", cut(&h264, 30_080)),
+        ("h265aac", cut(&h265, 30_080)),
+        ("h264-dropped", dropped),
+        ("h265-flipped", flipped),
+        ("h264-unsynced", unsynced),
+        ("annexb", cut(&es, 20_000)),
+    ];
+    let dir = root.join("fuzz/corpus/ts_demux");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, body) in &bodies {
+        for (pattern, mode) in [(0x00, 0), (0x3f, 1), (0xf1, 2), (0x27, 3)] {
+            let mut data = vec![pattern, mode];
+            data.extend_from_slice(body);
+            std::fs::write(dir.join(format!("seed-{name}-{pattern:02x}-{mode}")), data).unwrap();
+        }
+    }
+}
+
 /// The top-level boxes of an MP4 file, each as its bytes.
 fn top_boxes(file: &[u8]) -> Vec<&[u8]> {
     let mut boxes = Vec::new();

@@ -11,7 +11,7 @@ mod view;
 use crate::http::{HeadReader, Parsed, Request, Responses, Route, Status};
 use crate::metrics::Metrics;
 use crate::queue::{ClientQueue, Drain};
-use crate::source::live::LiveInput;
+use crate::source::live::{IngestOptions, LiveInput};
 use crate::source::Media;
 use crate::sse::Frame;
 use crate::stream::Registry;
@@ -65,6 +65,8 @@ pub struct Ctx<'a> {
     /// What publishers' feeds yielded, for the server to apply.
     pub media: &'a mut Vec<Media>,
     pub metrics: &'a mut Metrics,
+    /// How publish bodies that are not MP4 are muxed.
+    pub ingest: IngestOptions,
 }
 
 /// What every handler needs besides the connection's own state, owned by whoever drives the
@@ -79,6 +81,7 @@ pub struct Shared {
     pub publish_key: Option<Box<[u8]>>,
     pub media: Vec<Media>,
     pub metrics: Metrics,
+    pub ingest: IngestOptions,
 }
 
 impl Shared {
@@ -93,6 +96,7 @@ impl Shared {
             publish_key: self.publish_key.as_deref(),
             media: &mut self.media,
             metrics: &mut self.metrics,
+            ingest: self.ingest,
         }
     }
 }

@@ -61,7 +61,7 @@ impl Connection {
             Body::Length(n) => BodyState::Length(n),
             Body::UntilClose => BodyState::UntilClose,
         };
-        self.publisher = Some(Box::new(LiveInput::new(key, ctx.now)));
+        self.publisher = Some(Box::new(LiveInput::new(key, ctx.now, ctx.ingest)));
         self.phase = Phase::Publish;
         if p.expect_continue {
             self.queue
@@ -231,9 +231,12 @@ impl Connection {
     /// The publisher's feed ends: the stream is told, and the connection answers (when it can)
     /// and closes.
     fn end_publish(&mut self, ended: Ended, ctx: &mut Ctx<'_>) -> Next {
-        let Some(input) = self.publisher.take() else {
+        let Some(mut input) = self.publisher.take() else {
             return Next::Close;
         };
+        if matches!(ended, Ended::Finished | Ended::Eof) {
+            input.finish(ctx.now, ctx.media);
+        }
         let name = ctx
             .streams
             .get(input.stream)
@@ -242,7 +245,7 @@ impl Connection {
         if matches!(ended, Ended::Eof) {
             self.peer_closed = true;
         }
-        let clean = input.parser.at_boundary()
+        let clean = input.at_boundary()
             && match ended {
                 Ended::Finished => true,
                 Ended::Eof => matches!(self.body, BodyState::UntilClose),

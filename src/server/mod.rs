@@ -211,7 +211,7 @@ impl Server {
                     if let Some(s) = streams.get_mut(key) {
                         s.publisher = Some(Publisher::Internal);
                     }
-                    let source = StdinSource::open(key, poll.registry(), STDIN, now)
+                    let source = StdinSource::open(key, poll.registry(), STDIN, now, cfg.ingest)
                         .map_err(ServerError::Stdin)?;
                     stdin = Some(source);
                 }
@@ -260,6 +260,7 @@ impl Server {
                     .map(|k| k.as_bytes().to_vec().into_boxed_slice()),
                 media: Vec::new(),
                 metrics: crate::metrics::Metrics::new(now),
+                ingest: cfg.ingest,
             },
             listener,
             local_addr,

@@ -257,8 +257,9 @@ impl PushParser {
         }
         if self.init.is_none() && self.ftyp.is_none() && at == 0 && !is_known_top_level(&box_type) {
             return Err(PushError::Unsupported(format!(
-                "the feed does not start like an MP4 file (first box '{}'); send fragmented MP4 \
-                 (ffmpeg: -f mp4 -movflags frag_keyframe+empty_moov+default_base_moof)",
+                "the feed does not start like an MP4 file (first box '{}'), MPEG-TS or H.264/H.265 \
+                 Annex B; send fragmented MP4 (ffmpeg: -f mp4 -movflags \
+                 frag_keyframe+empty_moov+default_base_moof) or MPEG-TS (ffmpeg: -f mpegts)",
                 fourcc(&box_type)
             )));
         }
@@ -442,7 +443,7 @@ impl PushParser {
 
 /// When a fragment starts on its feed's clock, in ns: the main track's decode time (or the
 /// first run's, for a fragment without it).
-fn media_ns(f: &Fragment, init: &InitSegment) -> u64 {
+pub(crate) fn media_ns(f: &Fragment, init: &InitSegment) -> u64 {
     let run = f
         .runs
         .iter()

@@ -1,8 +1,9 @@
-//! Standard input as a live feed (`ssecast cam=-`): a pipe from an encoder (`rpicam-vid … |
-//! ffmpeg … -f mp4 - | ssecast cam=-`), read without blocking in the event loop, paced like any
+//! Standard input as a live feed (`ssecast cam=-`): a pipe from an encoder — fragmented MP4,
+//! MPEG-TS, or a bare H.264/H.265 stream (`rpicam-vid -t 0 --inline -o - | ssecast cam=-`),
+//! told apart by its first bytes, read without blocking in the event loop, paced like any
 //! publisher. When the pipe ends the stream goes offline and the server goes on serving.
 
-use super::live::{Hold, LiveInput, ReadOutcome, READ_MAX};
+use super::live::{Hold, IngestOptions, LiveInput, ReadOutcome, READ_MAX};
 use super::{Media, MediaEvent};
 use mio::unix::pipe::Receiver;
 use mio::{Interest, Registry, Token};
@@ -38,6 +39,7 @@ impl StdinSource {
         registry: &Registry,
         token: Token,
         now: Instant,
+        options: IngestOptions,
     ) -> io::Result<StdinSource> {
         let fd = io::stdin().as_fd().try_clone_to_owned()?;
         let mut pipe = Receiver::from(fd);
@@ -56,7 +58,7 @@ impl StdinSource {
                 }
             })?;
         Ok(StdinSource {
-            input: LiveInput::new(stream, now),
+            input: LiveInput::new(stream, now, options),
             pipe,
         })
     }
@@ -72,7 +74,8 @@ impl StdinSource {
             let end = match self.input.read_from(&mut self.pipe, READ_MAX, now, media) {
                 Ok(Ok(ReadOutcome::Read(_))) => continue,
                 Ok(Ok(ReadOutcome::WouldBlock)) => return StdinNext::Continue,
-                Ok(Ok(ReadOutcome::Eof)) if self.input.parser.at_boundary() => {
+                Ok(Ok(ReadOutcome::Eof)) if self.input.at_boundary() => {
+                    self.input.finish(now, media);
                     log::info!(
                         "standard input ended ({} bytes, {} fragments)",
                         self.input.bytes_in,
