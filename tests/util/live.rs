@@ -152,7 +152,17 @@ pub fn ffmpeg_decode(mp4: &[u8], name: &str) -> Result<u64, String> {
     let out = Command::new("ffmpeg")
         .args(["-hide_banner", "-v", "error", "-i"])
         .arg(&path)
-        .args(["-map", "0:v:0", "-f", "null", "-progress", "pipe:1", "-"])
+        // Timestamps pass through as they are: a feed timed by its arrival is rightly of a
+        // variable frame rate, which ffmpeg's constant-rate default would misjudge.
+        .args([
+            "-map",
+            "0:v:0",
+            "-fps_mode",
+            "passthrough",
+            "-enc_time_base",
+            "-1",
+        ])
+        .args(["-f", "null", "-progress", "pipe:1", "-"])
         .output()
         .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_file(&path);
