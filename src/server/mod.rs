@@ -2,18 +2,20 @@
 //! connections keyed by token. It accepts (with a capacity gate and an EMFILE back-off),
 //! dispatches readiness to connections, and runs the timers (file playouts, held publishers,
 //! head timeouts, lingering closes, keepalives, publish timeouts) that set the poll timeout.
-//! What sources yield is applied to streams and fanned out in `fanout`.
+//! What sources yield is applied to streams and fanned out in `fanout`; the server's own
+//! sources (stdin, relays, files) are in `sources`, the timeouts and housekeeping in `timers`.
 
 mod fanout;
+mod sources;
+mod timers;
 
 use crate::config::{Config, Source};
 use crate::conn::{Connection, Next, Phase, Shared};
 use crate::http::Responses;
 use crate::mp4::Movie;
 use crate::source::file::{FileSource, Video, VideoError};
-use crate::source::playout::Playout;
-use crate::source::relay::{RelayNext, RelaySource, RelayUrl};
-use crate::source::stdin::{StdinNext, StdinSource};
+use crate::source::relay::{RelaySource, RelayUrl};
+use crate::source::stdin::StdinSource;
 use crate::sse::{Frame, KEEPALIVE};
 use crate::stream::{Publisher, Registry, SourceKind, StreamName};
 use mio::net::TcpListener;
@@ -21,6 +23,7 @@ use mio::{Events, Interest, Poll, Token};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
+use sources::add_file;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
@@ -551,49 +554,6 @@ impl Server {
         // Dropping the socket closes it, which also removes it from the poll set.
     }
 
-    fn read_stdin(&mut self, now: Instant) {
-        self.stdin_again = false;
-        let Some(stdin) = self.stdin.as_mut() else {
-            return;
-        };
-        match stdin.on_readable(now, &mut self.shared.media) {
-            StdinNext::Continue => {}
-            StdinNext::Again => self.stdin_again = true,
-            StdinNext::Hold(t) => self.stdin_hold = Some(t),
-            StdinNext::Ended => self.stdin = None,
-        }
-        self.apply_media(now);
-    }
-
-    fn relay_ready(&mut self, i: usize, now: Instant) {
-        let Some(relay) = self.relays.get_mut(i) else {
-            return;
-        };
-        let next = relay.on_ready(
-            self.shared.poll.registry(),
-            &mut self.shared.scratch,
-            now,
-            &mut self.shared.media,
-        );
-        if next == RelayNext::Again {
-            self.relays_again.push(i);
-        }
-        self.apply_media(now);
-    }
-
-    /// Relays whose back-off ended or whose upstream went silent, and reads that yielded.
-    fn relay_timers(&mut self, now: Instant) {
-        for i in std::mem::take(&mut self.relays_again) {
-            self.relay_ready(i, now);
-        }
-        for relay in &mut self.relays {
-            if now >= relay.deadline() {
-                relay.on_timer(self.shared.poll.registry(), now, &mut self.shared.media);
-            }
-        }
-        self.apply_media(now);
-    }
-
     fn tick(&mut self, now: Instant) -> Result<(), ServerError> {
         let again = std::mem::take(&mut self.again);
         for (key, id) in &again {
@@ -635,109 +595,6 @@ impl Server {
         Ok(())
     }
 
-    fn expire_timers(&mut self, now: Instant) {
-        while let Some(&(at, key, id)) = self.head_timers.front() {
-            if at > now {
-                break;
-            }
-            self.head_timers.pop_front();
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
-            if conn.id == id && conn.phase() == Phase::ReadHead {
-                log::debug!("connection {id} sent no complete request in time");
-                conn.head_timed_out(&self.shared.responses);
-                self.shared.metrics.head_timeouts += 1;
-                self.close(key, now);
-            }
-        }
-        for (timers, phase) in [
-            (&mut self.respond_timers, Phase::Respond),
-            (&mut self.linger_timers, Phase::Linger),
-        ] {
-            while let Some(&(at, key, id)) = timers.front() {
-                if at > now {
-                    break;
-                }
-                timers.pop_front();
-                if self
-                    .conns
-                    .get(key)
-                    .is_some_and(|c| c.id == id && c.phase() == phase)
-                {
-                    if phase == Phase::Respond {
-                        log::debug!("connection {id} did not take its response in time");
-                    }
-                    self.to_close.push(key);
-                }
-            }
-        }
-        self.close_pending(now);
-    }
-
-    fn close_pending(&mut self, now: Instant) {
-        let mut to_close = std::mem::take(&mut self.to_close);
-        for key in to_close.drain(..) {
-            self.close(key, now);
-        }
-        self.to_close = to_close;
-        self.apply_media(now);
-    }
-
-    /// Silent publishers, keepalives, and forgetting streams nobody uses.
-    fn housekeeping(&mut self, now: Instant) {
-        let publishers: Vec<(usize, u64)> = self
-            .shared
-            .streams
-            .iter()
-            .filter_map(|(_, s)| match s.publisher {
-                Some(Publisher::Conn { key, id }) => Some((key, id)),
-                _ => None,
-            })
-            .collect();
-        for (key, id) in publishers {
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
-                continue;
-            };
-            let silent = conn
-                .publish_idle_since()
-                .is_some_and(|t| now.saturating_duration_since(t) >= self.publish_timeout);
-            if silent {
-                let mut ctx = self.shared.ctx(now);
-                conn.publish_timed_out(&mut ctx);
-                self.shared.metrics.publish_timeouts += 1;
-                self.to_close.push(key);
-            }
-        }
-        self.close_pending(now);
-        self.keepalives(now);
-        self.shared.streams.sweep(now);
-    }
-
-    fn log_stats(&self) {
-        let (mut queued, mut skipped) = (0usize, self.stats.skipped);
-        for (_, c) in &self.conns {
-            queued += c.pending();
-            skipped += c.total_skipped();
-        }
-        let live = self
-            .shared
-            .streams
-            .iter()
-            .filter(|(_, s)| s.is_live())
-            .count();
-        log::info!(
-            "stats: {} viewers, {} connections, {} KiB queued, {} streams ({live} live), {} fragments live ({} batched with the one before), {} skipped by slow viewers",
-            self.viewers,
-            self.conns.len(),
-            queued / 1024,
-            self.shared.streams.len(),
-            self.stats.fragments,
-            self.stats.batched,
-            skipped,
-        );
-    }
-
     /// Connected viewers.
     pub fn viewers(&self) -> usize {
         self.viewers
@@ -745,32 +602,5 @@ impl Server {
 
     pub fn stats(&self) -> Stats {
         self.stats
-    }
-}
-
-/// Registers a file as a configured stream that is live from the start.
-fn add_file(
-    streams: &mut Registry,
-    name: StreamName,
-    video: Video,
-    movie: Movie,
-    speed: u32,
-    fallback: bool,
-    now: Instant,
-) -> FileSource {
-    let init = movie.init.clone();
-    let playout = Playout::new(movie, now, speed);
-    let key = streams
-        .add_configured(name, SourceKind::File, fallback, now)
-        .unwrap_or(usize::MAX);
-    if let Some(s) = streams.get_mut(key) {
-        s.publisher = Some(Publisher::Internal);
-        s.start_session(playout.info().clone(), &init, playout.timescales(), now);
-    }
-    streams.went_live(key);
-    FileSource {
-        stream: key,
-        video,
-        playout,
     }
 }
