@@ -189,14 +189,28 @@ impl Muxer {
         au: &[u8],
         out: &mut Vec<PushEvent>,
     ) -> Result<(), PushError> {
+        self.video_nals(dts, pts, au.len() + 16, nal_units(au), out)
+    }
+
+    /// One video access unit as its NAL units (an RTMP publisher's length-prefixed ones, with
+    /// the parameter sets of its configuration record in front of a keyframe); `size` is about
+    /// the bytes they take.
+    pub fn video_nals<'a>(
+        &mut self,
+        dts: i64,
+        pts: i64,
+        size: usize,
+        nals: impl Iterator<Item = &'a [u8]>,
+        out: &mut Vec<PushEvent>,
+    ) -> Result<(), PushError> {
         let Some(codec) = self.codec else {
             return Ok(());
         };
-        let mut sample = Vec::with_capacity(au.len() + 16);
+        let mut sample = Vec::with_capacity(size);
         let mut keyframe = false;
         let mut has_slice = false;
         let mut sets = ParamSets::default();
-        for nal in nal_units(au) {
+        for nal in nals {
             match NalKind::of(codec, nal) {
                 NalKind::Vps => sets.vps.push(nal.to_vec()),
                 NalKind::Sps => sets.sps.push(nal.to_vec()),

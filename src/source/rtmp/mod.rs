@@ -13,7 +13,10 @@
 
 pub mod amf;
 pub mod chunk;
+#[doc(hidden)]
+pub mod client;
 pub mod flv;
+pub mod ingest;
 
 use amf::{decode_all, encode, object, Amf};
 use chunk::{write_message, ChunkError, ChunkReader, Message};
@@ -305,7 +308,9 @@ impl RtmpSession {
                     }
                 }
             }
-            8 | 9 if self.publishing => self.media(&m),
+            // Media right behind the publish (in the same read) follows the Publish event; the
+            // caller answers that before it takes the next one.
+            8 | 9 if self.publishing || self.asked => self.media(&m),
             _ => {}
         }
         Ok(())
@@ -425,7 +430,7 @@ impl RtmpSession {
                 );
             }
             "releaseStream" | "FCPublish" | "FCUnpublish" | "getStreamLength" => {
-                if name == "FCUnpublish" && self.publishing {
+                if name == "FCUnpublish" && (self.publishing || self.asked) {
                     self.publishing = false;
                     self.events.push_back(RtmpEvent::Unpublish);
                 }
@@ -469,7 +474,7 @@ impl RtmpSession {
                     name: stream,
                 });
             }
-            "deleteStream" | "closeStream" if self.publishing => {
+            "deleteStream" | "closeStream" if self.publishing || self.asked => {
                 self.publishing = false;
                 self.events.push_back(RtmpEvent::Unpublish);
             }
