@@ -13,6 +13,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Where RTMP publishers connect (`--rtmp`).
+    pub rtmp: RtmpListen,
     /// The streams named on the command line; none plays the embedded sample as `sample`.
     pub streams: Vec<StreamSpec>,
     /// The key publishers must present; `None` accepts publishers on loopback only.
@@ -43,6 +45,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            rtmp: RtmpListen::Default,
             streams: Vec::new(),
             publish_key: None,
             publish_timeout: Duration::from_secs(10),
@@ -57,6 +60,22 @@ impl Default for Config {
             ingest: IngestOptions::default(),
         }
     }
+}
+
+/// The RTMP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RtmpListen {
+    /// `0.0.0.0:1935`, or none (with a warning) when that port is taken.
+    Default,
+    /// An address given with `--rtmp`: not being able to listen there is an error.
+    Addr(SocketAddr),
+    Off,
+}
+
+impl RtmpListen {
+    /// The default address.
+    pub const DEFAULT: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 1935);
 }
 
 /// Where a stream named on the command line comes from.
@@ -157,6 +176,10 @@ ARGS:
 OPTIONS:
     -l, --listen ADDR        Address and port to listen on [default: 0.0.0.0:8080]
                              (use [::]:8080 for IPv6, 127.0.0.1:0 for any free loopback port)
+        --rtmp ADDR|off      Where RTMP publishers (OBS, ffmpeg -f flv, GStreamer rtmp2sink)
+                             connect: rtmp://HOST:1935/live/NAME, key NAME?key=KEY. By
+                             default 0.0.0.0:1935, skipped with a warning if that port is
+                             taken; an address given here must work [default: 0.0.0.0:1935]
     -k, --publish-key KEY    Key publishers must present: Authorization: Bearer KEY, the
                              password of http://user:KEY@host/..., or ?key=KEY. Without it,
                              only publishers on this machine (loopback) are accepted
@@ -237,6 +260,16 @@ where
                 cfg.listen = v
                     .parse()
                     .map_err(|_| format!("--listen: '{v}' is not an address like 0.0.0.0:8080"))?;
+            }
+            Long("rtmp") => {
+                let v = string_value(&mut parser, "--rtmp")?;
+                cfg.rtmp = if v == "off" {
+                    RtmpListen::Off
+                } else {
+                    RtmpListen::Addr(v.parse().map_err(|_| {
+                        format!("--rtmp: '{v}' is not an address like 0.0.0.0:1935, or off")
+                    })?)
+                };
             }
             Short('q') | Long("client-queue") => {
                 let v = string_value(&mut parser, "--client-queue")?;
@@ -410,6 +443,18 @@ mod tests {
         let c = run(&[]).unwrap();
         assert_eq!(c, Config::default());
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.rtmp, RtmpListen::Default);
+    }
+
+    #[test]
+    fn rtmp_listener() {
+        assert_eq!(run(&["--rtmp", "off"]).unwrap().rtmp, RtmpListen::Off);
+        assert_eq!(
+            run(&["--rtmp", "127.0.0.1:0"]).unwrap().rtmp,
+            RtmpListen::Addr("127.0.0.1:0".parse().unwrap())
+        );
+        let e = run(&["--rtmp", "1935"]).unwrap_err();
+        assert!(e.contains("--rtmp") && e.contains("off"), "{e}");
     }
 
     #[test]

@@ -117,6 +117,9 @@ fn run(cfg: &Config, max_clients: usize) -> Result<(), ServerError> {
             "from this machine only (set --publish-key to accept others)"
         }
     );
+    if let Some(rtmp) = server.rtmp_addr() {
+        log::info!("RTMP publishing on rtmp://{rtmp}/live/NAME (OBS: server rtmp://HOST:{}/live, stream key NAME)", rtmp.port());
+    }
     if addr.ip().is_unspecified() {
         log::info!(
             "listening on http://{addr}/ (open http://localhost:{}/ here, or this machine's address from elsewhere)",

@@ -70,7 +70,10 @@ fn secs_since(now: Instant, t: Instant) -> f64 {
 fn stream_json(s: &Stream, default: bool, now: Instant, out: &mut String) {
     out.push_str("{\"name\":\"");
     json_escape(s.name.as_str(), out);
-    let publishers = usize::from(matches!(s.publisher, Some(Publisher::Conn { .. })));
+    let publishers = usize::from(matches!(
+        s.publisher,
+        Some(Publisher::Conn { .. } | Publisher::Rtmp { .. })
+    ));
     let _ = write!(
         out,
         "\",\"kind\":\"{}\",\"live\":{},\"default\":{},\"viewers\":{},\"publishers\":{publishers},\
@@ -201,7 +204,12 @@ pub fn prometheus(streams: &Registry, m: &Metrics, now: Instant) -> String {
         "ssecast_stream_publishers",
         "gauge",
         "Publishers connected.",
-        |s| u64::from(matches!(s.publisher, Some(Publisher::Conn { .. }))),
+        |s| {
+            u64::from(matches!(
+                s.publisher,
+                Some(Publisher::Conn { .. } | Publisher::Rtmp { .. })
+            ))
+        },
     );
     family(
         f,

@@ -6,6 +6,7 @@
 //! yields goes to the server as [`Media`] events, which it applies and fans out.
 
 mod publish;
+pub mod rtmp;
 mod view;
 
 use crate::http::{HeadReader, Parsed, Request, Responses, Route, Status};

@@ -363,7 +363,10 @@ enum Ended {
 }
 
 /// One read into `buf`: `Some(n)` (0 at the end), `None` when it would block.
-fn read_some(socket: &mut mio::net::TcpStream, buf: &mut [u8]) -> io::Result<Option<usize>> {
+pub(super) fn read_some(
+    socket: &mut mio::net::TcpStream,
+    buf: &mut [u8],
+) -> io::Result<Option<usize>> {
     use std::io::Read;
     loop {
         match socket.read(buf) {

@@ -6,6 +6,7 @@
 //! sources (stdin, relays, files) are in `sources`, the timeouts and housekeeping in `timers`.
 
 mod fanout;
+mod rtmp;
 mod sources;
 mod timers;
 
@@ -167,6 +168,7 @@ pub struct Server {
     next_housekeeping: Instant,
     next_stats: Instant,
     stats: Stats,
+    rtmp: rtmp::RtmpSide,
 }
 
 impl Server {
@@ -246,6 +248,7 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(ServerError::Io)?;
+        let rtmp = rtmp::RtmpSide::new(cfg.rtmp, poll.registry())?;
         let mut signals = Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Io)?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)
@@ -298,11 +301,17 @@ impl Server {
             next_housekeeping: now + HOUSEKEEPING,
             next_stats: now + cfg.stats_every,
             stats: Stats::default(),
+            rtmp,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where RTMP publishers connect, if anywhere.
+    pub fn rtmp_addr(&self) -> Option<SocketAddr> {
+        self.rtmp.addr
     }
 
     /// The streams, for the startup log.
@@ -350,9 +359,11 @@ impl Server {
                         }
                     }
                     STDIN => self.read_stdin(now),
+                    rtmp::RTMP_LISTENER => self.rtmp_accept(now),
                     Token(t) if t <= RELAY_BASE && RELAY_BASE - t < self.relays.len() => {
                         self.relay_ready(RELAY_BASE - t, now)
                     }
+                    Token(t) if t >= rtmp::RTMP_BASE => self.rtmp_ready(t - rtmp::RTMP_BASE, now),
                     Token(key) => {
                         let readable = event.is_readable() || event.is_read_closed();
                         let writable = event.is_writable() || event.is_error();
@@ -374,6 +385,7 @@ impl Server {
         if !self.again.is_empty()
             || self.stdin_again
             || !self.relays_again.is_empty()
+            || !self.rtmp.again.is_empty()
             || self.may_accept()
         {
             return Duration::ZERO;
@@ -393,6 +405,7 @@ impl Server {
                     self.hold_timers.peek().map(|t| t.0 .0),
                     self.stdin_hold,
                     self.accept_paused_until,
+                    self.rtmp.next_due(),
                 ]
                 .into_iter()
                 .flatten(),
@@ -570,6 +583,7 @@ impl Server {
                 self.connection_event(key, true, false, now);
             }
         }
+        self.rtmp_timers(now);
         if self.stdin_again || self.stdin_hold.is_some_and(|t| now >= t) {
             self.stdin_hold = None;
             self.read_stdin(now);

@@ -82,6 +82,7 @@ impl Server {
             }
         }
         self.close_pending(now);
+        self.rtmp_housekeeping(now);
         self.keepalives(now);
         self.shared.streams.sweep(now);
     }

@@ -318,6 +318,21 @@ impl LiveInput {
         }
     }
 
+    /// Takes what a feed demuxed and muxed elsewhere (an RTMP session) made of `bytes` bytes of
+    /// input: counted, paced and passed on like the fragments of a feed read here.
+    pub fn deliver(
+        &mut self,
+        bytes: usize,
+        events: &mut Vec<PushEvent>,
+        now: Instant,
+        out: &mut Vec<Media>,
+    ) {
+        self.took(bytes, now);
+        for e in events.drain(..) {
+            self.on_event(e, now, out);
+        }
+    }
+
     fn took(&mut self, n: usize, now: Instant) {
         self.bytes_in += n as u64;
         self.last_input = now;

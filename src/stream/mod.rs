@@ -29,6 +29,8 @@ pub enum SourceKind {
     Http,
     /// Another ssecast's stream, pulled.
     Relay,
+    /// An RTMP publisher (OBS, `ffmpeg -f flv`).
+    Rtmp,
 }
 
 impl SourceKind {
@@ -38,6 +40,7 @@ impl SourceKind {
             SourceKind::Stdin => "stdin",
             SourceKind::Http => "http",
             SourceKind::Relay => "relay",
+            SourceKind::Rtmp => "rtmp",
         }
     }
 }
@@ -47,6 +50,8 @@ impl SourceKind {
 pub enum Publisher {
     /// The connection with this slab key and id.
     Conn { key: usize, id: u64 },
+    /// The RTMP connection with this key (in the server's RTMP slab) and id.
+    Rtmp { key: usize, id: u64 },
     /// A source the server runs itself (a file, standard input).
     Internal,
 }

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod live;
+pub mod media;
 pub mod webdriver;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,10 +22,12 @@ pub struct TestServer {
     pub child: Child,
     /// Lines the server logged after it started listening.
     pub log: mpsc::Receiver<String>,
+    /// Where it takes RTMP publishers (the helper passes `--rtmp off` unless ARGS ask for it).
+    pub rtmp: Option<SocketAddr>,
 }
 
 impl TestServer {
-    /// Starts `ssecast --listen 127.0.0.1:0 ARGS...` and waits (at most 20 s) for its
+    /// Starts `ssecast --listen 127.0.0.1:0 --rtmp off ARGS...` and waits (at most 20 s) for its
     /// "listening on" log line.
     pub fn start(args: &[&str]) -> TestServer {
         Self::start_with(args, |_| {})
@@ -35,6 +38,7 @@ impl TestServer {
         let mut cmd = Command::new(server_bin());
         cmd.arg("--listen")
             .arg("127.0.0.1:0")
+            .args(["--rtmp", "off"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -54,11 +58,15 @@ impl TestServer {
             }
         });
         let deadline = Instant::now() + Duration::from_secs(20);
+        let mut rtmp = None;
         let addr = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
                 break None;
             };
+            if let Some(rest) = line.split("RTMP publishing on rtmp://").nth(1) {
+                rtmp = rest.split('/').next().and_then(|a| a.parse().ok());
+            }
             if let Some(rest) = line.split("listening on http://").nth(1) {
                 let addr = rest.split('/').next().unwrap_or("");
                 break addr.parse().ok();
@@ -68,6 +76,7 @@ impl TestServer {
             addr: "0.0.0.0:0".parse().unwrap(),
             child,
             log: rx,
+            rtmp,
         };
         match addr {
             Some(addr) => server.addr = addr,

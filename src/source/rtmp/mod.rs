@@ -187,6 +187,14 @@ impl RtmpSession {
             } else {
                 SIG
             };
+            if self.stage == Stage::Hello && self.hello.is_empty() {
+                // Told at the first byte, not after 1537 of something else.
+                if let Some(&v) = bytes.first().filter(|&&v| v != 3) {
+                    return Err(RtmpError(format!(
+                        "not an RTMP handshake (version byte {v})"
+                    )));
+                }
+            }
             let take = (need - self.hello.len()).min(bytes.len());
             self.hello.extend_from_slice(&bytes[..take]);
             bytes = &bytes[take..];
