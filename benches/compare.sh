@@ -8,6 +8,8 @@
 # (`-re -stream_loop -1 -c copy`) to /publish/live over HTTP, and the clients watch /events/live.
 # The `ssecast-gzip` row is ssecast serving the same file to clients that ask for gzip
 # (ssecast-load --gzip): every event compressed once and shared, the clients inflating.
+# The `ssecast-rtmp` row is the same live stream published over RTMP instead (`-c copy -f flv`),
+# muxed by ssecast itself into parts of RTMP_PART (default 200ms, ssecast's --part default).
 # `ssecast-parts` and `ssecast-gops` are live too, from an ffmpeg encoding a test pattern in real
 # time (lavfi testsrc2 640x360, 30 fps, x264 -tune zerolatency, 1 s GOP): parts publishes one
 # frame per fragment (frag_every_frame: 30 events a second), gops one fragment per GOP.
@@ -20,8 +22,9 @@
 #   DURATION=20          seconds of load per run (ssecast-load --duration)
 #   RAMP=500             connections opened per second (ssecast-load --ramp)
 #   SPEED=1              playout speed for every server
-#   SERVERS="ssecast floor nchan node axum"   (also: ssecast-gzip; ssecast-live, ssecast-parts,
-#                        ssecast-gops, which need ffmpeg and SPEED=1)
+#   SERVERS="ssecast floor nchan node axum"   (also: ssecast-gzip; ssecast-live, ssecast-rtmp,
+#                        ssecast-parts, ssecast-gops, which need ffmpeg and SPEED=1)
+#   RTMP_PART=200ms      --part for the ssecast-rtmp row (10s: fragments at keyframes only)
 #   SSECAST_BIN=target/release/ssecast  (another build of the server, e.g. for a before/after)
 #   VIDEO=web/sample.mp4
 #   AXUM_THREADS=1       tokio worker threads for the axum peer (1 = current-thread runtime)
@@ -64,7 +67,7 @@ need_apt=()
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
 case " $SERVERS " in *" node "*) command -v node >/dev/null || need_apt+=(nodejs) ;; esac
-case " $SERVERS " in *" ssecast-live "* | *" ssecast-parts "* | *" ssecast-gops "*) command -v ffmpeg >/dev/null || need_apt+=(ffmpeg) ;; esac
+case " $SERVERS " in *" ssecast-live "* | *" ssecast-rtmp "* | *" ssecast-parts "* | *" ssecast-gops "*) command -v ffmpeg >/dev/null || need_apt+=(ffmpeg) ;; esac
 case " $SERVERS " in
     *" nchan "*)
         command -v nginx >/dev/null || need_apt+=(nginx-light)
@@ -117,7 +120,7 @@ fi
 [ -x "$loadgen" ] || die "no load generator at $loadgen"
 case " $SERVERS " in *" ssecast"*) [ -x "$ssecast" ] || die "no $ssecast" ;; esac
 case " $SERVERS " in
-    *" ssecast-live "* | *" ssecast-parts "* | *" ssecast-gops "*)
+    *" ssecast-live "* | *" ssecast-rtmp "* | *" ssecast-parts "* | *" ssecast-gops "*)
         [ "$SPEED" = 1 ] || die "live streams play at real time only (SPEED=1)" ;;
 esac
 case " $SERVERS " in *" axum "*) [ -x "$axum_bin" ] || die "no $axum_bin" ;; esac
@@ -170,7 +173,7 @@ free_port() {
 
 # The stream each server's clients watch.
 events_path() {
-    case "$1" in ssecast-live | ssecast-parts | ssecast-gops) echo /events/live ;; *) echo /events ;; esac
+    case "$1" in ssecast-live | ssecast-rtmp | ssecast-parts | ssecast-gops) echo /events/live ;; *) echo /events ;; esac
 }
 
 # Starts server $1 on port $2; leaves its pids (the processes to measure) in $work/pids.
@@ -178,7 +181,7 @@ start_server() {
     local name="$1" port="$2" log="$out/$1-$3.log"
     case "$name" in
         ssecast-live)
-            "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+            "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" --rtmp off >"$log" 2>&1 &
             server_pid=$!
             for _ in $(seq 50); do
                 curl -sf --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
@@ -189,8 +192,22 @@ start_server() {
                 "http://127.0.0.1:$port/publish/live" >"$out/ffmpeg-$3.log" 2>&1 &
             publisher_pid=$!
             ;;
+        ssecast-rtmp)
+            local rtmp_port
+            rtmp_port="$(free_port)"
+            "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" \
+                --rtmp "127.0.0.1:$rtmp_port" --part "${RTMP_PART:-200ms}" >"$log" 2>&1 &
+            server_pid=$!
+            for _ in $(seq 50); do
+                curl -sf --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+                sleep 0.1
+            done
+            "${pin_load[@]}" ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$VIDEO" \
+                -c copy -f flv "rtmp://127.0.0.1:$rtmp_port/live/live" >"$out/ffmpeg-$3.log" 2>&1 &
+            publisher_pid=$!
+            ;;
         ssecast-parts | ssecast-gops)
-            "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" >"$log" 2>&1 &
+            "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" --rtmp off >"$log" 2>&1 &
             server_pid=$!
             for _ in $(seq 50); do
                 curl -sf --max-time 1 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
@@ -205,7 +222,7 @@ start_server() {
             publisher_pid=$!
             ;;
         ssecast | ssecast-gzip)
-            "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" --speed "$SPEED" "$VIDEO" \
+            "${pin_server[@]}" "$ssecast" --listen "127.0.0.1:$port" --rtmp off --speed "$SPEED" "$VIDEO" \
                 >"$log" 2>&1 &
             server_pid=$!
             ;;
@@ -231,7 +248,7 @@ start_server() {
                 --prefix "$nchan_prefix" "$VIDEO" >"$log" 2>&1 &
             server_pid=$!
             ;;
-        *) die "unknown server $name (known: ssecast ssecast-gzip ssecast-live ssecast-parts ssecast-gops floor nchan node axum)" ;;
+        *) die "unknown server $name (known: ssecast ssecast-gzip ssecast-live ssecast-rtmp ssecast-parts ssecast-gops floor nchan node axum)" ;;
     esac
 
     # Ready = /events answers 200 and a data event has gone out (so a new client gets one).

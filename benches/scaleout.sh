@@ -28,7 +28,7 @@ cpu_ns() { awk '{print $1}' "/proc/$1/schedstat"; }
 wait_up() { for _ in $(seq 50); do curl -sf --max-time 1 "http://127.0.0.1:$1/healthz" >/dev/null && return; sleep 0.1; done; echo "no server on $1" >&2; exit 1; }
 
 op="$(port)"
-taskset -c 0 "$ssecast" --listen "127.0.0.1:$op" >/dev/null 2>&1 & origin=$!; pids+=("$origin")
+taskset -c 0 "$ssecast" --listen "127.0.0.1:$op" --rtmp off >/dev/null 2>&1 & origin=$!; pids+=("$origin")
 wait_up "$op"
 
 measure() { # $1: label; runs while the caller's clients are connected
@@ -39,7 +39,7 @@ measure() { # $1: label; runs while the caller's clients are connected
 edge_ports=()
 for _ in $(seq "$EDGES"); do
     p="$(port)"; edge_ports+=("$p")
-    taskset -c 1 "$ssecast" --listen "127.0.0.1:$p" "cam=http://127.0.0.1:$op/events/sample" >/dev/null 2>&1 &
+    taskset -c 1 "$ssecast" --listen "127.0.0.1:$p" --rtmp off "cam=http://127.0.0.1:$op/events/sample" >/dev/null 2>&1 &
     pids+=("$!")
 done
 for p in "${edge_ports[@]}"; do wait_up "$p"; done
@@ -58,7 +58,7 @@ echo "delay with $CLIENTS viewers (ssecast-load latency, from the origin's event
 taskset -c 1 "$loadgen" --url "http://127.0.0.1:$op/events" --clients "$CLIENTS" --ramp 2000 --duration "$DURATION" --json \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  direct on the origin: p50 %.1f ms, p99 %.1f ms, %d gaps" % (r["latency_ms_p50"], r["latency_ms_p99"], r["gaps"]))'
 ep="$(port)"
-taskset -c 0 "$ssecast" --listen "127.0.0.1:$ep" "cam=http://127.0.0.1:$op/events/sample" >/dev/null 2>&1 & pids+=("$!")
+taskset -c 0 "$ssecast" --listen "127.0.0.1:$ep" --rtmp off "cam=http://127.0.0.1:$op/events/sample" >/dev/null 2>&1 & pids+=("$!")
 wait_up "$ep"; sleep 2
 taskset -c 1 "$loadgen" --url "http://127.0.0.1:$ep/events/cam" --clients "$CLIENTS" --ramp 2000 --duration "$DURATION" --json \
     | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  through one edge:     p50 %.1f ms, p99 %.1f ms, %d gaps" % (r["latency_ms_p50"], r["latency_ms_p99"], r["gaps"]))'

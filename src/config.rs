@@ -221,6 +221,9 @@ ENDPOINTS:
                             until close; ffmpeg -f mpegts http://HOST:8080/publish/NAME):
       ffmpeg -re -i IN -c:v libx264 -c:a aac -f mp4 \\
         -movflags frag_keyframe+empty_moov+default_base_moof http://HOST:8080/publish/NAME
+    rtmp://HOST:1935/APP/NAME  publish over RTMP: OBS (server rtmp://HOST/live, stream key
+                            NAME, or NAME?key=KEY with --publish-key), ffmpeg -f flv, GStreamer
+                            rtmp2sink; H.264/H.265 + AAC, muxed by ssecast
     GET /api/streams[/NAME] status JSON;  GET /metrics  Prometheus text;  GET /healthz  liveness
 
 Logging goes to stderr; set RUST_LOG=debug for more, RUST_LOG=warn for less.
