@@ -190,9 +190,9 @@ fn hostile_connections_get_a_clean_close_and_a_log_line() {
         .is_some());
     // A 16 MiB message announced on 128-byte chunks, then silence: cut off, not waited for.
     let mut bytes = vec![3];
-    bytes.extend(std::iter::repeat_n(0u8, 2 * 1536));
+    bytes.extend(std::iter::repeat(0u8).take(2 * 1536));
     bytes.extend_from_slice(&[0x03, 0, 0, 0, 0xff, 0xff, 0xff, 20, 0, 0, 0, 0]);
-    bytes.extend(std::iter::repeat_n(0u8, 128));
+    bytes.extend([0u8; 128]);
     let started = Instant::now();
     scripted(rtmp, &bytes);
     assert!(started.elapsed() < Duration::from_secs(8));
