@@ -41,6 +41,8 @@ pub struct RtmpConn {
     closing: bool,
     wants_write: bool,
     pushes: Vec<PushEvent>,
+    /// The last metadata logged (GStreamer repeats it at every keyframe).
+    metadata: String,
 }
 
 impl RtmpConn {
@@ -58,6 +60,7 @@ impl RtmpConn {
             closing: false,
             wants_write: false,
             pushes: Vec::new(),
+            metadata: String::new(),
         }
     }
 
@@ -158,9 +161,11 @@ impl RtmpConn {
             }
             match event {
                 RtmpEvent::Publish { app, name } => self.publish(&app, &name, ctx),
-                RtmpEvent::Metadata(summary) => {
+                RtmpEvent::Metadata(summary) if summary != self.metadata => {
                     log::info!("RTMP {}: metadata {summary}", self.name);
+                    self.metadata = summary;
                 }
+                RtmpEvent::Metadata(_) => {}
                 RtmpEvent::Unsupported(what) => log::warn!(
                     "RTMP publisher for {} sends {what}, which ssecast cannot mux: it is dropped",
                     self.name
