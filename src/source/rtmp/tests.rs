@@ -279,3 +279,32 @@ fn hostile_publishers_end_the_session_cleanly() {
         assert!(s.buffered() < 1 << 20);
     }
 }
+
+/// A Set Chunk Size that arrives between two chunks of another stream's message applies to the
+/// rest of that message.
+#[test]
+fn a_chunk_size_change_in_the_middle_of_a_message() {
+    let payload: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    let mut w = vec![0x06, 0, 0, 0, 0x00, 0x01, 0x2c, 9, 1, 0, 0, 0];
+    w.extend_from_slice(&payload[..128]);
+    w.extend_from_slice(&[0x02, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0x10, 0x00]);
+    w.push(0xc6);
+    w.extend_from_slice(&payload[128..]);
+    for split in [1, 13, 200, w.len()] {
+        let mut r = ChunkReader::default();
+        let mut msgs = Vec::new();
+        for piece in w.chunks(split) {
+            r.feed(piece, |r, m| {
+                if m.type_id == 1 {
+                    r.set_chunk_size(4096)?;
+                }
+                msgs.push(m);
+                Ok(())
+            })
+            .unwrap();
+        }
+        assert_eq!(msgs.len(), 2, "split {split}");
+        assert_eq!(msgs[0].type_id, 1);
+        assert_eq!(msgs[1].payload, payload, "split {split}");
+    }
+}
