@@ -398,12 +398,16 @@ fn assert_events_pass_at_once(what: &str, server: &TestServer, proxied: &CurlVie
     assert_eq!(data.len(), 5, "data events through {what}: {summary:#?}");
     // The first is the newest keyframe fragment from the backlog, sent at once; the rest went
     // live while the viewer watched.
+    // They arrive as far apart as they went live (about 1 s; more when a loaded machine runs
+    // the server late): a proxy that buffers bunches them up or holds them back.
     for pair in data[1..].windows(2) {
         let gap = pair[1].at.duration_since(pair[0].at).as_secs_f64();
+        let live_gap =
+            (id_millis(&pair[1].event) as f64 - id_millis(&pair[0].event) as f64) / 1000.0;
         assert!(
-            (0.75..1.25).contains(&gap),
-            "data events through {what} came {gap:.3} s apart (the fragments are 1 s): \
-             {summary:#?}"
+            (gap - live_gap).abs() < 0.25 && live_gap > 0.75,
+            "data events through {what} came {gap:.3} s apart, {live_gap:.3} s apart on the \
+             server (the fragments are 1 s): {summary:#?}"
         );
     }
     for a in &data[1..] {
