@@ -4,7 +4,8 @@
 //! goes through, and the per-viewer
 //! cost of delivering one fragment (offer to the
 //! queue + one vectored write to a real loopback socket), reported per viewer; and MPEG-TS
-//! ingest: demux + mux of an H.264/AAC and an H.265/AAC transport stream into fragments.
+//! ingest: demux + mux of an H.264/AAC and an H.265/AAC transport stream into fragments, and an
+//! RTMP publish of the H.264/AAC clip through the session and its muxer adapter.
 //!
 //! Run: `cargo bench --bench core` (add `-- --quick` for a fast pass; `-- compress` for one group).
 
@@ -18,6 +19,9 @@ use ssecast::mp4::{render_fragment, Movie};
 use ssecast::source::file::SAMPLE;
 use ssecast::source::live::{IngestOptions, LiveInput};
 use ssecast::source::push::{PushEvent, PushParser};
+use ssecast::source::rtmp::client::{flv_tags, PublishScript};
+use ssecast::source::rtmp::ingest::RtmpIngest;
+use ssecast::source::rtmp::{RtmpEvent, RtmpSession};
 use ssecast::source::MediaEvent;
 use ssecast::sse::deflate::deflate_frame;
 use ssecast::sse::{data_frame, StreamInfo};
@@ -169,6 +173,45 @@ fn ts_ingest(c: &mut Criterion) {
             })
         });
     }
+    g.finish();
+}
+
+/// An RTMP publish in, fragments out: the scripted publisher's bytes for the H.264+AAC FLV test
+/// file (handshake, commands, media at a 4096-byte chunk size; built once) fed in 64 KiB reads
+/// to an `RtmpSession`, its events to an `RtmpIngest` (200 ms parts), the answers taken.
+fn rtmp_ingest(c: &mut Criterion) {
+    let flv = include_bytes!("../tests/ingest/h264aac.flv");
+    let mut script = PublishScript::new("live", "cam", 4096);
+    for (kind, ts, payload) in flv_tags(flv) {
+        script.tag(kind, ts, payload);
+    }
+    script.unpublish("cam");
+    let wire = script.bytes;
+    let mut g = c.benchmark_group("ingest");
+    g.throughput(Throughput::Bytes(wire.len() as u64));
+    g.bench_function("rtmp_h264_aac", |b| {
+        b.iter(|| {
+            let mut session = RtmpSession::default();
+            let mut ingest = RtmpIngest::new(200_000_000);
+            let mut out = Vec::new();
+            for piece in black_box(&wire).chunks(64 * 1024) {
+                session.feed(piece).expect("RTMP");
+                while let Some(e) = session.poll_event() {
+                    if let RtmpEvent::Publish { name, .. } = &e {
+                        session.accept_publish(name);
+                    }
+                    ingest.on_event(e, &mut out).expect("media");
+                }
+                session.consumed(session.output().len());
+            }
+            ingest.finish(&mut out);
+            let fragments = out
+                .iter()
+                .filter(|e| matches!(e, PushEvent::Fragment(_)))
+                .count();
+            assert!(fragments >= 5);
+        })
+    });
     g.finish();
 }
 
@@ -486,6 +529,7 @@ criterion_group!(
     plain_mp4_bench,
     push_parse,
     ts_ingest,
+    rtmp_ingest,
     deliver
 );
 criterion_main!(benches);

@@ -12,6 +12,9 @@ use crate::mux::Muxer;
 use crate::source::live::{IngestOptions, LiveInput};
 use crate::source::playout::Playout;
 use crate::source::push::{PushEvent, PushParser, MAX_FRAGMENT, MAX_INIT};
+use crate::source::rtmp::client::PublishScript;
+use crate::source::rtmp::ingest::RtmpIngest;
+use crate::source::rtmp::{RtmpEvent, RtmpSession};
 use crate::source::MediaEvent;
 use std::time::Instant;
 
@@ -269,6 +272,108 @@ pub fn ts_demux_in_pieces(data: &[u8]) {
     }
     let _ = demux.finish(&mut sink);
     mux.finish(&mut out);
+    for e in &out {
+        check(e);
+    }
+}
+
+/// Most bytes an [`RtmpSession`] may hold between reads: partial messages and the one partial
+/// chunk behind them (16 MiB, `chunk::MAX_PENDING`, headers included), unsent answers
+/// (256 KiB, `MAX_OUTPUT`, checked after each read) and the handshake (1537 bytes), with room.
+const RTMP_MAX_BUFFERED: usize = (16 << 20) + (512 << 10);
+
+/// Feeds `data[2..]` to an RTMP session in pieces whose sizes cycle through a pattern picked by
+/// `data[0]`, as a connection would after each `read`, and every event after an accepted
+/// publish to an [`RtmpIngest`]. `data[1]` picks the mode: bit 0 accepts publishes (else each
+/// is refused), bit 1 cuts parts of 0 (else 200 ms), bit 2 puts a valid handshake, `connect`
+/// and `publish` (at a chunk size picked by bits 4–5) in front so the fuzzer starts at the
+/// chunk and media layers, bit 3 makes the peer a slow reader (64 bytes of the answers taken
+/// per read, else all of them). Nothing may panic; the session's buffers stay bounded; every
+/// init and fragment is under the caps, fragments are shiftable and the first after an init is
+/// a keyframe.
+pub fn rtmp_in_pieces(data: &[u8]) {
+    let [pattern, mode, rest @ ..] = data else {
+        return;
+    };
+    let sizes = [
+        1 + usize::from(pattern & 0x0f),
+        1 + usize::from(pattern >> 4) * 1031,
+        4096,
+    ];
+    let accept = mode & 1 == 1;
+    let part_ns = if mode & 2 == 2 { 0 } else { 200_000_000 };
+    let slow_reader = mode & 8 == 8;
+    let mut wire = Vec::new();
+    if mode & 4 == 4 {
+        let chunk_size = [128, 4096, 1, 65536][usize::from((mode >> 4) & 3)];
+        wire = PublishScript::new("live", "cam", chunk_size).bytes;
+    }
+    wire.extend_from_slice(rest);
+
+    let mut after_init = false;
+    let mut check = |e: &PushEvent| match e {
+        PushEvent::Init(init) => {
+            assert!(init.bytes.len() <= MAX_INIT, "init over the cap");
+            after_init = true;
+        }
+        PushEvent::Fragment(f) => {
+            assert!(f.bytes.len() <= MAX_FRAGMENT, "fragment over the cap");
+            if after_init {
+                assert!(f.fragment.keyframe, "a session starts with a keyframe");
+            }
+            after_init = false;
+            let mut bytes = f.bytes.clone();
+            shift_decode_times(&mut bytes, &f.fragment, &[u64::MAX / 3; 4]);
+        }
+    };
+    let mut session = RtmpSession::default();
+    let mut ingest = RtmpIngest::new(part_ns);
+    let mut publishing = false;
+    let mut out = Vec::new();
+    let mut at = 0;
+    let mut i = 0;
+    'feed: while at < wire.len() {
+        let n = sizes[i % sizes.len()].min(wire.len() - at);
+        i += 1;
+        let piece = &wire[at..at + n];
+        at += n;
+        if session.feed(piece).is_err() {
+            break;
+        }
+        assert!(
+            session.buffered() <= RTMP_MAX_BUFFERED,
+            "the session holds {} bytes",
+            session.buffered()
+        );
+        while let Some(event) = session.poll_event() {
+            match &event {
+                RtmpEvent::Publish { name, .. } if accept => {
+                    session.accept_publish(name);
+                    publishing = true;
+                }
+                RtmpEvent::Publish { .. } => {
+                    session.reject_publish("NetStream.Publish.BadName", "refused");
+                }
+                _ => {}
+            }
+            if !publishing {
+                continue;
+            }
+            if matches!(event, RtmpEvent::Unpublish) {
+                publishing = false;
+            }
+            if ingest.on_event(event, &mut out).is_err() {
+                break 'feed;
+            }
+            for e in out.drain(..) {
+                check(&e);
+            }
+        }
+        // The connection writes what it can of the answers.
+        let written = if slow_reader { 64 } else { usize::MAX };
+        session.consumed(written.min(session.output().len()));
+    }
+    ingest.finish(&mut out);
     for e in &out {
         check(e);
     }

@@ -148,7 +148,9 @@ impl ChunkReader {
                 "more than {MAX_CHUNK_STREAMS} chunk streams"
             )));
         }
-        let mut s = self.streams.get(&csid).cloned().unwrap_or_default();
+        // The stream's state changes only once the whole chunk is there (below); until then
+        // the header is read into locals, and a partial message is never copied.
+        let s = self.streams.entry(csid).or_default();
         if fmt != 0 && !s.known {
             return Err(ChunkError(format!(
                 "a type {fmt} chunk on chunk stream {csid}, which has no header yet"
@@ -160,18 +162,23 @@ impl ChunkReader {
         if fmt <= 2 {
             field = be24(&h[0..3]);
         }
-        if fmt <= 1 {
-            s.length = be24(&h[3..6]);
-            s.type_id = h[6];
-        }
-        if fmt == 0 {
-            s.stream_id = u32::from_le_bytes([h[7], h[8], h[9], h[10]]);
-        }
+        let (length, type_id) = if fmt <= 1 {
+            (be24(&h[3..6]), h[6])
+        } else {
+            (s.length, s.type_id)
+        };
+        let stream_id = if fmt == 0 {
+            u32::from_le_bytes([h[7], h[8], h[9], h[10]])
+        } else {
+            s.stream_id
+        };
         at += header;
-        if fmt <= 2 {
-            s.extended = field == 0x00ff_ffff;
-        }
-        if s.extended {
+        let extended = if fmt <= 2 {
+            field == 0x00ff_ffff
+        } else {
+            s.extended
+        };
+        if extended {
             if b.len() < at + 4 {
                 return Ok(None);
             }
@@ -180,13 +187,31 @@ impl ChunkReader {
             }
             at += 4;
         }
-        if s.length as usize > MAX_MESSAGE {
+        if length as usize > MAX_MESSAGE {
             return Err(ChunkError(format!(
-                "a message of {} bytes (over {} MiB)",
-                s.length,
+                "a message of {length} bytes (over {} MiB)",
                 MAX_MESSAGE >> 20
             )));
         }
+        let Some(left) = (length as usize).checked_sub(s.payload.len()) else {
+            return Err(ChunkError(format!(
+                "a message of {length} bytes on chunk stream {csid}, which has {} already",
+                s.payload.len()
+            )));
+        };
+        let n = left.min(self.chunk_size);
+        // Checked before the chunk's bytes are waited for: they are held meanwhile, so partial
+        // messages and the partial chunk together stay under the cap.
+        if self.pending + n > MAX_PENDING {
+            return Err(ChunkError("too many bytes in partial messages".into()));
+        }
+        if b.len() < at + n {
+            return Ok(None);
+        }
+        s.length = length;
+        s.type_id = type_id;
+        s.stream_id = stream_id;
+        s.extended = extended;
         if starts_message {
             match fmt {
                 0 => s.timestamp = field,
@@ -197,30 +222,21 @@ impl ChunkReader {
                 _ => s.timestamp = s.timestamp.wrapping_add(s.delta),
             }
         }
-        let left = s.length as usize - s.payload.len();
-        let n = left.min(self.chunk_size);
-        if b.len() < at + n {
-            return Ok(None);
-        }
-        if self.pending + n > MAX_PENDING {
-            return Err(ChunkError("too many bytes in partial messages".into()));
-        }
         s.payload.extend_from_slice(&b[at..at + n]);
         self.pending += n;
         at += n;
         s.known = true;
-        let done = s.payload.len() == s.length as usize;
+        let done = s.payload.len() == length as usize;
         let msg = done.then(|| {
             self.pending -= s.payload.len();
             Message {
                 csid,
-                type_id: s.type_id,
-                stream_id: s.stream_id,
+                type_id,
+                stream_id,
                 timestamp: s.timestamp,
                 payload: std::mem::take(&mut s.payload),
             }
         });
-        self.streams.insert(csid, s);
         Ok(Some((at, msg)))
     }
 }
@@ -343,5 +359,42 @@ mod tests {
         let mut r = ChunkReader::default();
         r.feed(&w, |_, _| Ok(())).unwrap();
         assert!(r.buffered() < 64 * 1024, "{}", r.buffered());
+    }
+
+    #[test]
+    fn a_header_may_not_shorten_a_message_under_way() {
+        // 200 bytes announced, 128 sent, then a type 1 header on the same stream saying 10.
+        let mut w = vec![3, 0, 0, 0, 0, 0, 200, 9, 1, 0, 0, 0];
+        w.extend_from_slice(&[0; 128]);
+        w.extend_from_slice(&[0x43, 0, 0, 0, 0, 0, 10, 9]);
+        w.extend_from_slice(&[0; 10]);
+        for split in [1, 7, 500] {
+            assert!(read_all(&w, split).is_err(), "split {split}");
+        }
+    }
+
+    #[test]
+    fn a_partial_chunk_counts_against_the_cap() {
+        // Two 8 MiB messages, each one chunk short of done, hold 16 MiB - 2; the first bytes of
+        // a third message's chunk are refused rather than held while the rest arrives.
+        let mut r = ChunkReader::default();
+        r.set_chunk_size((MAX_MESSAGE - 1) as u32).unwrap();
+        let len = (MAX_MESSAGE as u32).to_be_bytes();
+        let body = vec![0u8; MAX_MESSAGE - 1];
+        for csid in [3u8, 4] {
+            r.feed(
+                &[csid, 0, 0, 0, len[1], len[2], len[3], 9, 1, 0, 0, 0],
+                |_, _| Ok(()),
+            )
+            .unwrap();
+            r.feed(&body, |_, _| Ok(())).unwrap();
+        }
+        assert_eq!(r.buffered(), 2 * (MAX_MESSAGE - 1));
+        let third = r.feed(
+            &[5, 0, 0, 0, len[1], len[2], len[3], 9, 1, 0, 0, 0],
+            |_, _| Ok(()),
+        );
+        assert!(third.is_err());
+        assert!(r.buffered() <= MAX_PENDING + 18, "{}", r.buffered());
     }
 }

@@ -87,6 +87,21 @@ impl PublishScript {
         );
     }
 
+    /// Set Chunk Size: the messages after it are sent in chunks of `size` (`size` goes on the wire
+    /// as given, so a bad one can be sent; the script then splits by at least 1 byte).
+    pub fn set_chunk_size(&mut self, size: u32) {
+        write_message(
+            &mut self.bytes,
+            2,
+            1,
+            0,
+            0,
+            &size.to_be_bytes(),
+            self.chunk_size,
+        );
+        self.chunk_size = (size as usize).max(1);
+    }
+
     /// `FCUnpublish` and `deleteStream`, as ffmpeg ends a publish.
     pub fn unpublish(&mut self, name: &str) {
         self.command(0, "FCUnpublish", &[Amf::Null, Amf::String(name.into())]);
