@@ -133,11 +133,14 @@ impl RtmpIngest {
                 mux.video_nals(dts, pts, size, all, out)
             }
             RtmpEvent::Audio { dts_ms, data } => {
-                let Some(config) = self.audio.clone() else {
+                let Some(config) = self.audio.as_ref() else {
                     return Ok(());
                 };
-                let mux = self.mux();
-                mux.audio(&config, ms_ticks(dts_ms), &data, out)
+                let (part, codec) = (self.part_ns, self.video.as_ref().map(|v| v.codec));
+                let mux = self
+                    .mux
+                    .get_or_insert_with(|| Muxer::new(part, codec, true));
+                mux.audio(config, ms_ticks(dts_ms), &data, out)
             }
             RtmpEvent::Unpublish => {
                 self.finish(out);
@@ -154,17 +157,6 @@ impl RtmpIngest {
         if let Some(mut m) = self.mux.take() {
             m.finish(out);
         }
-    }
-
-    /// The muxer, made now if this is the first media.
-    fn mux(&mut self) -> &mut Muxer {
-        let (part, codec, audio) = (
-            self.part_ns,
-            self.video.as_ref().map(|v| v.codec),
-            self.audio.is_some(),
-        );
-        self.mux
-            .get_or_insert_with(|| Muxer::new(part, codec, audio))
     }
 
     fn set_tracks(&mut self, out: &mut Vec<PushEvent>) {
