@@ -40,11 +40,15 @@ pub(super) struct RtmpSide {
 impl RtmpSide {
     /// Binds the listener `--rtmp` asks for and registers it.
     pub fn new(want: RtmpListen, poll: &Registry) -> Result<RtmpSide, ServerError> {
-        let (addr, must) = match want {
-            RtmpListen::Off => return Ok(RtmpSide::default()),
-            RtmpListen::Default => (RtmpListen::DEFAULT, false),
-            RtmpListen::Addr(a) => (a, true),
-        };
+        match want {
+            RtmpListen::Off => Ok(RtmpSide::default()),
+            RtmpListen::Default => Self::open(RtmpListen::DEFAULT, false, poll),
+            RtmpListen::Addr(a) => Self::open(a, true, poll),
+        }
+    }
+
+    /// Listens on `addr`; when that fails, an error if `must`, else a warning and no RTMP.
+    fn open(addr: SocketAddr, must: bool, poll: &Registry) -> Result<RtmpSide, ServerError> {
         let mut listener = match bind(addr) {
             Ok(l) => l,
             Err(e) if !must => {
@@ -192,5 +196,25 @@ impl Server {
         for (key, reason) in expired {
             self.rtmp_close(key, Some(reason), now);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_default_port_is_skipped_but_a_given_one_is_an_error() {
+        let poll = mio::Poll::new().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let side = RtmpSide::open(addr, false, poll.registry()).unwrap();
+        assert!(side.addr.is_none() && side.listener.is_none());
+        let err = RtmpSide::open(addr, true, poll.registry()).err().unwrap();
+        assert!(matches!(err, ServerError::Bind { addr: a, .. } if a == addr));
+        let free = RtmpSide::open("127.0.0.1:0".parse().unwrap(), true, poll.registry()).unwrap();
+        assert!(free.addr.is_some_and(|a| a.port() != 0));
+        let off = RtmpSide::new(RtmpListen::Off, poll.registry()).unwrap();
+        assert!(off.addr.is_none());
     }
 }
