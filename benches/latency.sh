@@ -12,9 +12,12 @@
 #
 #   benches/latency.sh
 #   FRAGMENTS=gop benches/latency.sh          # one fragment per 1 s GOP instead
+#   DURATION=0 FIRST=20 FRAGMENTS=gop benches/latency.sh   # only the first picture, 20 times
 #
 # Environment (defaults):
-#   DURATION=60        seconds measured (the page keeps a minute of samples: at most 60)
+#   DURATION=60        seconds measured (the page keeps a minute of samples: at most 60; 0: none)
+#   FIRST=0            then this many fresh page loads, each at a random point of the GOP, timed
+#                      to their first presented frame (window.ssecast.timings)
 #   WARMUP=5           seconds between opening the page and the start of the measurement
 #   FRAGMENTS=part     part: one frame per fragment (frag_every_frame); gop: one per keyframe
 #   LATENCY=           ?latency=SECONDS for the page (empty: its default)
@@ -39,6 +42,7 @@ SIZE="${SIZE:-640x360}"
 PORT="${PORT:-18400}"
 BUILD="${BUILD:-1}"
 PIN="${PIN:-1}"
+FIRST="${FIRST:-0}"
 out="$root/target/latency"
 mkdir -p "$out"
 
@@ -102,11 +106,11 @@ say "ssecast on :$PORT, ffmpeg publishing ${FRAGMENTS}s to /bench, Chromium watc
 
 rc=0
 python3 - "$((PORT + 1))" "http://127.0.0.1:$PORT/bench$query" "$WARMUP" "$DURATION" \
-    "$out/result.json" "$FRAGMENTS" <<'EOF' || rc=$?
-import json, sys, time, urllib.request, tempfile
+    "$out/result.json" "$FRAGMENTS" "$FIRST" <<'EOF' || rc=$?
+import json, random, statistics, sys, time, urllib.request, tempfile
 
-port, url, warmup, duration, result, fragments = sys.argv[1:]
-warmup, duration = float(warmup), float(duration)
+port, url, warmup, duration, result, fragments, first = sys.argv[1:]
+warmup, duration, first = float(warmup), float(duration), int(first)
 base = f"http://127.0.0.1:{port}"
 
 def call(method, path, body=None, timeout=60):
@@ -139,14 +143,27 @@ PROBE = """const s = window.ssecast || {};
 return {state: s.state, errors: s.errors, stalls: s.stalls, seeks: s.seeks,
         seekReasons: s.seekReasons, resets: s.resets, dropped: s.dropped, appended: s.appended,
         target: s.target, jitter: s.jitter, fragment: s.fragment, rate: s.rate, margin: s.margin,
-        firstFrameMs: s.firstFrameMs, delay: s.delay, encoderDelay: s.encoderDelay,
-        status: document.getElementById('status').textContent};"""
+        firstFrameMs: s.firstFrameMs, timings: s.timings, startSkip: s.startSkip,
+        delay: s.delay, encoderDelay: s.encoderDelay,
+        status: document.getElementById('status').textContent,
+        navigation: (performance.getEntriesByType('navigation')[0] || {}).toJSON(),
+        resources: performance.getEntriesByType('resource').map((r) => [r.name, Math.round(r.startTime), Math.round(r.responseEnd)])};"""
+loads = []
 try:
     call("POST", f"/session/{session}/url", {"url": url})
     time.sleep(warmup)
     before = run("window.ssecast.clearDelays(); " + PROBE)
     time.sleep(duration)
     after = run(PROBE)
+    for _ in range(first):
+        time.sleep(random.uniform(0.5, 1.5))  # a fresh page at a random point of the GOP
+        call("POST", f"/session/{session}/url", {"url": url})
+        deadline = time.monotonic() + 10
+        probe = run(PROBE)
+        while probe["firstFrameMs"] is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            probe = run(PROBE)
+        loads.append(probe)
 finally:
     try:
         call("DELETE", f"/session/{session}")
@@ -154,7 +171,7 @@ finally:
         pass
 
 report = {"fragments": fragments, "warmup_s": warmup, "duration_s": duration,
-          "before": before, "after": after}
+          "before": before, "after": after, "loads": loads}
 with open(result, "w") as f:
     json.dump(report, f, indent=1)
 
@@ -177,7 +194,25 @@ print(f"{'stalls, seeks':<22} {stalls} stalls and {seeks} seeks in {duration:.0f
 print(f"{'player':<22} first frame {after['firstFrameMs']} ms after the page began loading; "
       f"target margin {after['target']} s, fragments {after['fragment']:.3f} s, "
       f"errors {after['errors']}")
-ok = after["state"] == "connected" and not after["errors"] and after["delay"]["count"]
+ok = after["state"] == "connected" and not after["errors"] and (duration == 0 or after["delay"]["count"])
+if loads:
+    shown = [p["firstFrameMs"] for p in loads if p["firstFrameMs"] is not None]
+    print(f"{'first picture':<22} {len(shown)} of {len(loads)} loads showed a frame: "
+          + (f"median {statistics.median(shown):.0f} ms, max {max(shown)} ms, "
+             f"all {sorted(shown)}" if shown else "none"))
+    stages = ["script", "open", "init", "sourceOpen", "firstData", "firstAppended", "start",
+              "seeked", "firstFrame"]
+    medians = []
+    for name in stages:
+        v = [p["timings"][name] for p in loads if name in (p["timings"] or {})]
+        if v:
+            medians.append(f"{name} {statistics.median(v):.0f}")
+    print(f"{'  median ms since load':<22} " + ", ".join(medians))
+    skips = [p["startSkip"] for p in loads if p["startSkip"] is not None]
+    if skips:
+        print(f"{'  started into GOP':<22} median {statistics.median(skips):.2f} s, "
+              f"max {max(skips):.2f} s")
+    ok = ok and len(shown) == len(loads) and not any(p["errors"] for p in loads)
 sys.exit(0 if ok else 1)
 EOF
 kill -- -"$driver" 2>/dev/null || true

@@ -83,6 +83,11 @@
     delay: null,
     encoderDelay: null,
     firstFrameMs: null, // ms from the page starting to load to its first presented frame
+    // The way there, in ms since the page began loading (the first of each, null until then):
+    // script (player.js runs), open (EventSource), init, sourceOpen, firstData (first `data`
+    // event), firstAppended, start (the start seek, or playing in place), seeked, firstFrame.
+    timings: {},
+    startSkip: null, // seconds from the newest keyframe to where the page started playing
     // Starts the delay statistics over (the latency benchmark does, after its warm-up).
     clearDelays() {
       delays.clear();
@@ -119,6 +124,11 @@
   // on it even when another stream becomes the default later, so its name is learnt from
   // `/api/streams` once per connection, not on every refresh.
   let learnDefault = !named;
+
+  // Notes when something first happened on the way to the first picture.
+  function mark(what) {
+    if (!(what in debug.timings)) debug.timings[what] = Math.round(performance.now());
+  }
 
   function record(what) {
     debug.errors.push(what);
@@ -284,6 +294,7 @@
     mediaSource = ms;
     debug.mediaSources++;
     ms.addEventListener('sourceopen', () => {
+      mark('sourceOpen');
       if (ms !== mediaSource) return;
       let sb;
       try {
@@ -353,6 +364,7 @@
     busy = null;
     if (op && op.fragment) {
       debug.appended++;
+      mark('firstAppended');
       if (op.start !== null) {
         newest = { start: op.start, liveMs: op.liveMs };
         awaiting.push({ start: op.start, liveMs: op.liveMs, prftMs: op.prftMs });
@@ -367,7 +379,12 @@
     if (starting && !ops.some((o) => o.fragment)) {
       starting = false;
       const r = buffer.buffered;
-      if (r.length) jumpTo(startAt(r), 'start');
+      if (r.length) {
+        const at = startAt(r);
+        debug.startSkip = at - r.start(r.length - 1);
+        mark('start');
+        jumpTo(at, 'start');
+      }
     }
     pump();
   }
@@ -516,6 +533,7 @@
     const es = new EventSource(url);
     events = es;
     es.addEventListener('open', () => {
+      mark('open');
       setState('connected');
       if (!named) {
         learnDefault = true;
@@ -545,6 +563,7 @@
       return;
     }
     debug.inits++;
+    mark('init');
     message.hidden = true;
     setState('connected');
     const same = stream && mediaSource && info.init === stream.init && info.mime === stream.mime;
@@ -574,6 +593,7 @@
 
   function onData(e) {
     debug.lastId = e.lastEventId;
+    mark('firstData');
     if (!mediaSource) return;
     const liveMs = Number(e.lastEventId.split('.')[1]) || Date.now();
     const bytes = fromBase64(e.data);
@@ -591,13 +611,25 @@
     });
     resetSeen = false;
     const pending = ops.filter((op) => op.fragment);
-    const most = Math.max(MAX_PENDING, MAX_PENDING_SECS / (debug.fragment || 1));
+    // Until a fragment is appended their length is unknown; a new viewer's backlog of parts (a
+    // keyframe and up to a GOP after it) can pile up while the MediaSource opens, and dropping
+    // its keyframe would leave nothing to decode until the next one.
+    const secs = debug.fragment || pendingLength(pending) || 1;
+    const most = Math.max(MAX_PENDING, MAX_PENDING_SECS / secs);
     if (pending.length > most) {
       ops.splice(ops.indexOf(pending[0]), 1);
       debug.dropped++;
       holeNext = true;
     }
     pump();
+  }
+
+  // The length of the pending fragments, from their media times (null when it cannot tell).
+  function pendingLength(pending) {
+    const n = pending.length;
+    if (n < 2 || pending[0].time === null || pending[n - 1].time === null) return null;
+    const d = (pending[n - 1].time - pending[0].time) / (n - 1);
+    return d > 0 ? d : null;
   }
 
   // ---- keeping up: runs a few times a second ----
@@ -688,7 +720,10 @@
   // (unless an earlier frame of it was: then it was measured already and is gone).
   function onFrame(now, meta) {
     video.requestVideoFrameCallback(onFrame);
-    if (!presented) debug.firstFrameMs = Math.round(now);
+    if (!presented) {
+      debug.firstFrameMs = Math.round(now);
+      debug.timings.firstFrame = debug.firstFrameMs;
+    }
     presented = true;
     const at = meta.mediaTime + 0.001; // media times are rounded to microseconds
     let shown = null;
@@ -818,6 +853,7 @@
   });
 
   video.addEventListener('volumechange', showSound);
+  video.addEventListener('seeked', () => mark('seeked'));
   video.addEventListener('waiting', () => {
     if (presented && !video.seeking) debug.stalls++;
   });
@@ -840,6 +876,7 @@
     openMediaSource();
   });
 
+  mark('script');
   video.muted = true;
   video.preservesPitch = true;
   if (video.requestVideoFrameCallback) video.requestVideoFrameCallback(onFrame);
