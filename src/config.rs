@@ -35,6 +35,8 @@ pub struct Config {
     pub speed: u32,
     /// How often a summary line is logged.
     pub stats_every: Duration,
+    /// Silence after which a stream's viewers get a keepalive comment.
+    pub keepalive: Duration,
     /// Viewers that accept gzip get the compressed stream (`--compress auto`).
     pub compress: bool,
     /// How MPEG-TS and Annex B feeds are muxed (`--part`, `--fps`).
@@ -56,6 +58,7 @@ impl Default for Config {
             stall_timeout: Duration::from_secs(30),
             speed: 1,
             stats_every: Duration::from_secs(60),
+            keepalive: Duration::from_secs(15),
             compress: true,
             ingest: IngestOptions::default(),
         }
@@ -201,6 +204,9 @@ OPTIONS:
                              GOP; 0 makes every frame a fragment [default: 200ms]
         --fps N              Frame rate of a bare H.264/H.265 stream on standard input; without
                              it frames are timed by their arrival
+        --keepalive TIME     Send idle viewers (a stream offline, or between long fragments) a
+                             comment after this much silence, so proxies and CDNs with a
+                             shorter idle timeout keep the connection [default: 15s]
         --stats-every TIME   How often to log a summary line (viewers, connections, queued
                              bytes, skipped fragments) [default: 60s]
         --compress auto|off  auto: viewers that accept gzip get the stream compressed (each
@@ -339,6 +345,13 @@ where
                         })?,
                 );
             }
+            Long("keepalive") => {
+                let v = string_value(&mut parser, "--keepalive")?;
+                cfg.keepalive = parse_duration(&v).map_err(|e| format!("--keepalive: {e}"))?;
+                if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&cfg.keepalive) {
+                    return Err("--keepalive: from 1s to 1h".into());
+                }
+            }
             Long("stats-every") => {
                 let v = string_value(&mut parser, "--stats-every")?;
                 cfg.stats_every = parse_duration(&v).map_err(|e| format!("--stats-every: {e}"))?;
@@ -447,6 +460,18 @@ mod tests {
         assert_eq!(c, Config::default());
         assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
         assert_eq!(c.rtmp, RtmpListen::Default);
+    }
+
+    #[test]
+    fn keepalive() {
+        assert_eq!(
+            run(&["--keepalive", "5s"]).unwrap().keepalive,
+            Duration::from_secs(5)
+        );
+        assert!(run(&["--keepalive", "0"])
+            .unwrap_err()
+            .contains("--keepalive"));
+        assert!(run(&["--keepalive", "2h"]).is_err());
     }
 
     #[test]

@@ -342,3 +342,28 @@ fn fragments_larger_than_the_client_queue_still_reach_every_viewer() {
     }
     assert!(big > 0, "the test needs frames larger than the queue");
 }
+
+/// `--keepalive 1s`: a viewer of a stream that is not live gets `: keepalive` comments about a
+/// second apart (with the default 15 s none would come within this test's bound).
+#[test]
+fn keepalives_come_as_often_as_asked() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = TestServer::start(&["--keepalive", "1s"]);
+    let mut s = server.connect();
+    s.write_all(b"GET /events/quiet HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let mut r = BufReader::new(s);
+    let started = std::time::Instant::now();
+    let mut keepalives = 0;
+    let mut line = String::new();
+    while keepalives < 2 {
+        line.clear();
+        let n = r.read_line(&mut line).unwrap_or(0);
+        assert!(n > 0, "the stream ended");
+        keepalives += usize::from(line == ": keepalive\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "two keepalives did not come within 8 s"
+        );
+    }
+}

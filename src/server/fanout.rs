@@ -10,7 +10,7 @@
 //! stays about one write per viewer however far behind it is: delay grows a little, nothing is
 //! dropped, and the loop catches up instead of falling further behind.
 
-use super::{Server, ServerError, KEEPALIVE_AFTER};
+use super::{Server, ServerError};
 use crate::conn::Next;
 use crate::mp4::shift_decode_times;
 use crate::source::{Media, MediaEvent};
@@ -266,11 +266,12 @@ impl Server {
 
     /// Keepalive comments to the viewers of streams that were silent for a while.
     pub(super) fn keepalives(&mut self, now: Instant) {
+        let after = self.keepalive_after;
         let due: Vec<usize> = self
             .shared
             .streams
             .iter()
-            .filter(|(_, s)| !s.viewers.is_empty() && now >= s.last_output + KEEPALIVE_AFTER)
+            .filter(|(_, s)| !s.viewers.is_empty() && now >= s.last_output + after)
             .map(|(k, _)| k)
             .collect();
         let frame = Rc::clone(&self.keepalive);

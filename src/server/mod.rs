@@ -47,8 +47,6 @@ const ACCEPT_BATCH: usize = 256;
 const ACCEPT_RETRY: Duration = Duration::from_millis(200);
 /// How long a closed response waits for the peer to close before giving up.
 const LINGER: Duration = Duration::from_secs(2);
-/// Silence after which a stream's viewers get a keepalive comment.
-pub const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
 /// How often publishers are checked for silence, streams for being unused and keepalives due.
 const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// Connections the kernel may hold for us while we are busy fanning out (the kernel caps it at
@@ -137,6 +135,8 @@ pub struct Server {
     stdin_hold: Option<Instant>,
     stdin_again: bool,
     keepalive: Rc<Frame>,
+    /// Silence after which a stream's viewers get a keepalive comment (`--keepalive`).
+    keepalive_after: Duration,
     client_queue: usize,
     head_timeout: Duration,
     publish_timeout: Duration,
@@ -279,6 +279,7 @@ impl Server {
             stdin_hold: None,
             stdin_again: false,
             keepalive: Frame::event(KEEPALIVE),
+            keepalive_after: cfg.keepalive,
             client_queue: cfg.client_queue,
             head_timeout: cfg.head_timeout,
             publish_timeout: cfg.publish_timeout,

@@ -9,7 +9,9 @@
 //! that many into [`PushParser::spare`] and reports them with [`PushParser::commit`]. Reads never
 //! run past the box they are for, so a finished fragment's buffer is handed on as it is, without
 //! a copy. [`PushParser::feed`] is the same for bytes that are already in memory. Sizes are
-//! checked against explicit caps before anything is allocated for them.
+//! checked against explicit caps before anything is allocated for them, and a box's buffer is
+//! reserved up to [`RESERVE_AHEAD`] beyond what has arrived, so a publisher that announces a
+//! 16 MiB box and sends nothing more holds 1 MiB, not 16.
 
 use crate::mp4::{
     is_known_top_level, parse_fragment_at, read_box, Boxes, Fragment, InitSegment, Mp4Error,
@@ -18,6 +20,10 @@ use std::fmt;
 
 /// Largest fragment (prefix boxes + moof + mdat) accepted from a publisher.
 pub const MAX_FRAGMENT: usize = 16 << 20;
+/// Most bytes reserved for a box beyond what has arrived of it: a box up to this size (nearly
+/// every live fragment) is read into one allocation; a larger one grows as it arrives (doubling,
+/// so at most one extra copy of what came).
+pub const RESERVE_AHEAD: usize = 1 << 20;
 /// Largest init segment (ftyp + moov) accepted.
 pub const MAX_INIT: usize = 4 << 20;
 /// Largest box kept in front of a fragment (styp, prft, emsg), and most bytes of them.
@@ -288,10 +294,10 @@ impl PushParser {
             return self.body_done(box_type, keep);
         }
         if keep {
-            // One allocation for the whole box, sized by a length already checked against the
-            // caps; the body is then read straight into it.
-            self.buf
-                .reserve((self.box_start + size as usize).saturating_sub(self.buf.len()));
+            // One allocation for the whole box (sized by a length already checked against the
+            // caps) when it is at most RESERVE_AHEAD; the body is then read straight into it.
+            let rest = (self.box_start + size as usize).saturating_sub(self.buf.len());
+            self.buf.reserve(rest.min(RESERVE_AHEAD));
         }
         Ok(None)
     }
@@ -647,5 +653,35 @@ mod tests {
             p.commit(n).unwrap();
         }
         assert!(p.buf.capacity() < 1 << 20, "{}", p.buf.capacity());
+    }
+
+    /// A kept box announced at the fragment cap holds only what came of it plus the reserve.
+    #[test]
+    fn an_announced_box_reserves_a_bounded_amount_ahead() {
+        let init_end = Movie::parse(SAMPLE).unwrap().fragments[0].range.start;
+        let mut feed = SAMPLE[..init_end].to_vec();
+        let size = (MAX_FRAGMENT - 64) as u32;
+        feed.extend(size.to_be_bytes());
+        feed.extend(b"moof");
+        let mut p = PushParser::default();
+        p.feed(&feed, |_| {}).unwrap();
+        assert!(
+            p.buffered() <= init_end + RESERVE_AHEAD + 64,
+            "{}",
+            p.buffered()
+        );
+        // As it arrives, the buffer grows with it, never far beyond it.
+        let mut got = 0;
+        while got < 4 << 20 {
+            let n = p.want().min(256 * 1024);
+            p.spare(n);
+            p.commit(n).unwrap();
+            got += n;
+            assert!(
+                p.buffered() <= 2 * (init_end + got) + RESERVE_AHEAD,
+                "{}",
+                p.buffered()
+            );
+        }
     }
 }
