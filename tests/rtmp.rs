@@ -223,3 +223,96 @@ fn an_rtmp_address_that_cannot_be_bound_is_an_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+/// Reads until `starts` publish answers came, the connection closed, or 10 s passed; returns
+/// how many came.
+fn publish_starts(s: &mut TcpStream, starts: usize) -> usize {
+    s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    let count = |out: &[u8]| {
+        let needle = b"NetStream.Publish.Start";
+        out.windows(needle.len()).filter(|w| w == needle).count()
+    };
+    while count(&out) < starts && Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    count(&out)
+}
+
+/// A publisher that stops and publishes the same name again on the same connection — all in
+/// one write, and with 64 KiB of other messages in between so the second publish comes in a
+/// later read of the same turn — gets both publishes accepted.
+#[test]
+fn publishing_again_on_the_same_connection() {
+    use ssecast::source::rtmp::amf::Amf;
+    let (server, rtmp) = rtmp_server(&[]);
+    for filler in [0, 16] {
+        let mut p = PublishScript::new("live", "cam", 4096);
+        for _ in 0..filler {
+            p.tag(19, 0, &[0u8; 4000]); // shared objects: ignored
+        }
+        p.unpublish("cam");
+        p.command(0, "createStream", &[Amf::Null]);
+        let again = [
+            Amf::Null,
+            Amf::String("cam".into()),
+            Amf::String("live".into()),
+        ];
+        p.command(1, "publish", &again);
+        let mut s = TcpStream::connect(rtmp).unwrap();
+        s.write_all(&p.bytes).unwrap();
+        assert_eq!(publish_starts(&mut s, 2), 2, "filler {filler}");
+    }
+    assert!(server
+        .wait_log("RTMP publisher for cam finished", Duration::from_secs(5))
+        .is_some());
+}
+
+/// Out of descriptors, the RTMP listener tries again by itself: a publisher still waiting in
+/// the kernel's queue when descriptors free up is answered, with no new connection to wake it.
+#[test]
+fn running_out_of_descriptors_does_not_strand_waiting_publishers() {
+    use std::os::unix::process::CommandExt;
+    let server = TestServer::start_with(&["--rtmp", "127.0.0.1:0"], |cmd| {
+        // SAFETY: the closure only calls setrlimit, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                let lim = libc::rlimit {
+                    rlim_cur: 40,
+                    rlim_max: 40,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let rtmp = server.rtmp.expect("RTMP address");
+    let mut flood: Vec<TcpStream> = (0..80)
+        .filter_map(|_| TcpStream::connect(rtmp).ok())
+        .collect();
+    assert!(server
+        .wait_log(
+            "out of file descriptors accepting RTMP",
+            Duration::from_secs(10)
+        )
+        .is_some());
+    let mut last = flood.pop().expect("connections");
+    drop(flood);
+    // The last one came after the descriptors ran out: it was not accepted then.
+    let hello = PublishScript::new("live", "cam", 4096).bytes;
+    last.write_all(&hello[..1 + 1536]).unwrap();
+    last.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut s0 = [0u8; 1];
+    assert_eq!(last.read(&mut s0).ok(), Some(1), "no handshake answer");
+    assert_eq!(s0[0], 3);
+}

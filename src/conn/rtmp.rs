@@ -23,6 +23,14 @@ use std::time::Instant;
 /// Most reads of one publisher in one turn before other connections get theirs.
 const MAX_READS: usize = 16;
 
+/// Whether to go on taking the session's events.
+enum Flow {
+    Go,
+    /// Stop for this turn: call again once the server applied what was said.
+    Yield,
+    Close,
+}
+
 pub struct RtmpConn {
     /// Unique for the server's life (shared with HTTP connections).
     pub id: u64,
@@ -85,6 +93,12 @@ impl RtmpConn {
     /// Reads what has come (unless the feed is held), acts on it and writes the answers.
     pub fn on_ready(&mut self, ctx: &mut Ctx<'_>) -> Next {
         let mut next = Next::Continue;
+        // Events left from the turn before (an unpublish had to reach its stream first).
+        match self.events(ctx) {
+            Flow::Go => {}
+            Flow::Yield => return self.finish_turn(Next::Again, ctx),
+            Flow::Close => return Next::Close,
+        }
         for i in 0..=MAX_READS {
             if self.closing {
                 break;
@@ -105,6 +119,8 @@ impl RtmpConn {
             }
             let n = match read_some(&mut self.socket, ctx.scratch) {
                 Ok(Some(0)) => {
+                    // What it said before it hung up (a refusal, say) still goes out if it can.
+                    let _ = self.flush(ctx);
                     self.end("publisher disconnected", true, ctx);
                     return Next::Close;
                 }
@@ -129,10 +145,24 @@ impl RtmpConn {
                 );
                 return Next::Close;
             }
-            if !self.events(n, ctx) {
-                return Next::Close;
+            let flow = self.events(ctx);
+            if let Some(input) = self.input.as_mut() {
+                input.deliver(n, &mut self.pushes, ctx.now, ctx.media);
+            }
+            match flow {
+                Flow::Go => {}
+                Flow::Yield => {
+                    next = Next::Again;
+                    break;
+                }
+                Flow::Close => return Next::Close,
             }
         }
+        self.finish_turn(next, ctx)
+    }
+
+    /// Writes the answers; closes once a refusal is out.
+    fn finish_turn(&mut self, next: Next, ctx: &mut Ctx<'_>) -> Next {
         if self.flush(ctx) == Next::Close {
             self.end("publisher disconnected", false, ctx);
             return Next::Close;
@@ -152,9 +182,9 @@ impl RtmpConn {
         }
     }
 
-    /// Acts on the session's events after a read of `n` bytes; false when the connection must
-    /// close now.
-    fn events(&mut self, n: usize, ctx: &mut Ctx<'_>) -> bool {
+    /// Acts on the session's events. After an unpublish it stops (`Yield`): the stream must
+    /// hear of it before a publish that came right behind is admitted.
+    fn events(&mut self, ctx: &mut Ctx<'_>) -> Flow {
         while let Some(event) = self.session.poll_event() {
             if self.closing {
                 break;
@@ -186,6 +216,8 @@ impl RtmpConn {
                         });
                         self.idle_since = ctx.now;
                     }
+                    self.session.end_publish();
+                    return Flow::Yield;
                 }
                 media => {
                     let Some(input) = self.input.as_mut() else {
@@ -200,16 +232,13 @@ impl RtmpConn {
                             stream,
                             event: MediaEvent::failed(&e),
                         });
-                        return false;
+                        return Flow::Close;
                     }
                     input.deliver(0, &mut self.pushes, ctx.now, ctx.media);
                 }
             }
         }
-        if let Some(input) = self.input.as_mut() {
-            input.deliver(n, &mut self.pushes, ctx.now, ctx.media);
-        }
-        true
+        Flow::Go
     }
 
     /// Admits the publish of `name` (`NAME?key=KEY`), or refuses it and closes.

@@ -25,6 +25,8 @@ pub(super) const RTMP_BASE: usize = usize::MAX / 2;
 const MAX_RTMP: usize = 256;
 /// Most connections accepted per readiness event.
 const ACCEPT_BATCH: usize = 16;
+/// Back-off before accepting again after running out of file descriptors.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 #[derive(Default)]
 pub(super) struct RtmpSide {
@@ -86,9 +88,21 @@ impl Server {
                 Ok(c) => c,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // Edge-triggered: what waits in the kernel's queue is not reported again
+                    // until another connection comes, so try again soon.
+                    log::warn!(
+                        "out of file descriptors accepting RTMP ({e}); retrying in {} ms",
+                        ACCEPT_RETRY.as_millis()
+                    );
+                    self.rtmp
+                        .holds
+                        .push(Reverse((now + ACCEPT_RETRY, usize::MAX, 0)));
+                    return;
+                }
                 Err(e) => {
                     log::debug!("RTMP accept failed: {e}");
-                    return;
+                    continue;
                 }
             };
             if self.rtmp.conns.len() >= MAX_RTMP {
@@ -160,7 +174,9 @@ impl Server {
                 break;
             }
             self.rtmp.holds.pop();
-            if self.rtmp.conns.get(key).is_some_and(|c| c.id == id) {
+            if key == usize::MAX {
+                self.rtmp_accept(now);
+            } else if self.rtmp.conns.get(key).is_some_and(|c| c.id == id) {
                 self.rtmp_ready(key, now);
             }
         }

@@ -169,7 +169,9 @@ impl RtmpIngest {
 }
 
 fn ms_ticks(ms: u64) -> i64 {
-    i64::try_from(ms).unwrap_or(i64::MAX / TICKS_PER_MS) * TICKS_PER_MS
+    i64::try_from(ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(TICKS_PER_MS)
 }
 
 /// The NAL units of a sample whose units each carry a `size`-byte length; `None` when the

@@ -35,6 +35,8 @@ const WINDOW: u32 = 2_500_000;
 const MAX_OUTPUT: usize = 256 * 1024;
 /// The message stream id given to the publisher.
 const STREAM_ID: u32 = 1;
+/// Kinds of unsupported media reported at most.
+const MAX_WARNED: usize = 16;
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,9 +112,11 @@ pub struct RtmpSession {
     received: u64,
     peer_window: Option<u32>,
     acked: u64,
-    /// 64-bit media clock from the 32-bit message timestamps (they wrap after 49 days).
+    /// 64-bit media clock from the 32-bit message timestamps (they wrap after 49 days): each
+    /// one is taken as the nearest to the one before it (audio and video share the clock and
+    /// interleave slightly out of order).
     last_ts: u32,
-    epoch: u64,
+    last_ext: Option<u64>,
     warned: Vec<String>,
 }
 
@@ -131,7 +135,7 @@ impl Default for RtmpSession {
             peer_window: None,
             acked: 0,
             last_ts: 0,
-            epoch: 0,
+            last_ext: None,
             warned: Vec::new(),
         }
     }
@@ -325,11 +329,16 @@ impl RtmpSession {
     }
 
     fn clock(&mut self, ts: u32) -> u64 {
-        if ts < self.last_ts && self.last_ts - ts > 1 << 31 {
-            self.epoch += 1 << 32;
-        }
+        let ext = match self.last_ext {
+            None => u64::from(ts),
+            Some(last) => {
+                let delta = i64::from(ts.wrapping_sub(self.last_ts) as i32);
+                last.saturating_add_signed(delta)
+            }
+        };
         self.last_ts = ts;
-        self.epoch + u64::from(ts)
+        self.last_ext = Some(ext);
+        ext
     }
 
     fn media(&mut self, m: &Message) {
@@ -362,7 +371,9 @@ impl RtmpSession {
             },
             Tag::Skip => return,
             Tag::Unsupported(what) => {
-                if self.warned.contains(&what) {
+                // Each kind once; a peer inventing kinds (FourCCs are its choice) is not
+                // remembered, or logged, beyond the first few.
+                if self.warned.len() >= MAX_WARNED || self.warned.contains(&what) {
                     return;
                 }
                 self.warned.push(what.clone());
@@ -440,6 +451,7 @@ impl RtmpSession {
             "releaseStream" | "FCPublish" | "FCUnpublish" | "getStreamLength" => {
                 if name == "FCUnpublish" && (self.publishing || self.asked) {
                     self.publishing = false;
+                    self.asked = false;
                     self.events.push_back(RtmpEvent::Unpublish);
                 }
                 if txn != 0.0 {
@@ -484,6 +496,7 @@ impl RtmpSession {
             }
             "deleteStream" | "closeStream" if self.publishing || self.asked => {
                 self.publishing = false;
+                self.asked = false;
                 self.events.push_back(RtmpEvent::Unpublish);
             }
             _ => {}
@@ -514,6 +527,13 @@ impl RtmpSession {
                 info,
             ],
         );
+    }
+
+    /// The caller took an [`RtmpEvent::Unpublish`]: the session is not publishing (whatever an
+    /// `accept_publish` of a publish queued before it said), and may publish again.
+    pub fn end_publish(&mut self) {
+        self.publishing = false;
+        self.asked = false;
     }
 
     /// The server refuses the publish; the caller closes once the answer is written.

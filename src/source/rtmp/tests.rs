@@ -180,8 +180,11 @@ fn media_tags_become_events_with_a_64_bit_clock() {
     wire.extend(c.media(9, 0, &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1e]));
     wire.extend(c.media(9, 33, &[0x17, 1, 0, 0, 66, 0, 0, 0, 1, 0x65]));
     wire.extend(c.media(8, 0, &[0xaf, 0, 0x11, 0x90]));
+    wire.extend(c.media(8, 0x8000_0010, &[0xaf, 1, 0x1f]));
     wire.extend(c.media(8, 0xffff_fff0, &[0xaf, 1, 0x20]));
     wire.extend(c.media(8, 0x10, &[0xaf, 1, 0x21]));
+    // Video a little behind the audio, from before the wrap: before it, not 2^32 later.
+    wire.extend(c.media(9, 0xffff_fff8, &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]));
     wire.extend(c.media(8, 0x20, &[0x2f, 1, 0x21]));
     wire.extend(c.media(8, 0x30, &[0x2f, 1, 0x21]));
     s.feed(&wire).unwrap();
@@ -205,22 +208,33 @@ fn media_tags_become_events_with_a_64_bit_clock() {
     );
     assert_eq!(events[2], RtmpEvent::AudioConfig(vec![0x11, 0x90]));
     assert_eq!(
-        events[3],
+        events[4],
         RtmpEvent::Audio {
             dts_ms: 0xffff_fff0,
             data: vec![0x20]
         }
     );
     assert_eq!(
-        events[4],
+        events[5],
         RtmpEvent::Audio {
             dts_ms: (1 << 32) + 0x10,
             data: vec![0x21]
         },
         "wrapped"
     );
-    assert!(matches!(events[5], RtmpEvent::Unsupported(_)));
-    assert_eq!(events.len(), 6, "an unsupported codec is said once");
+    assert!(
+        matches!(
+            events[6],
+            RtmpEvent::Video {
+                dts_ms: 0xffff_fff8,
+                ..
+            }
+        ),
+        "{:?}",
+        events[6]
+    );
+    assert!(matches!(events[7], RtmpEvent::Unsupported(_)));
+    assert_eq!(events.len(), 8, "an unsupported codec is said once");
 }
 
 #[test]
@@ -307,4 +321,25 @@ fn a_chunk_size_change_in_the_middle_of_a_message() {
         assert_eq!(msgs[0].type_id, 1);
         assert_eq!(msgs[1].payload, payload, "split {split}");
     }
+}
+
+/// A peer that makes up a new kind of unsupported media in every message is reported for the
+/// first few kinds only, and the session remembers no more than those.
+#[test]
+fn unsupported_kinds_are_reported_a_bounded_number_of_times() {
+    let (mut s, _) = publish(4096);
+    s.accept_publish("cam");
+    let c = Client { chunk_size: 4096 };
+    let mut wire = Vec::new();
+    for i in 0..200u32 {
+        let mut tag = vec![0x91];
+        tag.extend_from_slice(&i.to_be_bytes()); // a FourCC of its own each time
+        wire.extend(c.media(9, i, &tag));
+    }
+    s.feed(&wire).unwrap();
+    let reported = std::iter::from_fn(|| s.poll_event())
+        .filter(|e| matches!(e, RtmpEvent::Unsupported(_)))
+        .count();
+    assert_eq!(reported, MAX_WARNED);
+    assert_eq!(s.warned.len(), MAX_WARNED);
 }
