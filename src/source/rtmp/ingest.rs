@@ -11,7 +11,7 @@ use super::flv::VideoCodec as FlvCodec;
 use super::RtmpEvent;
 use crate::mux::annexb::NalKind;
 use crate::mux::VideoCodec;
-use crate::mux::{AudioConfig, Muxer};
+use crate::mux::{AudioCodec, AudioConfig, Muxer};
 use crate::source::push::{PushError, PushEvent};
 
 /// RTMP times are milliseconds; the muxer counts 90 kHz ticks.
@@ -308,7 +308,8 @@ pub fn parse_asc(asc: &[u8]) -> Option<AudioConfig> {
         return None;
     }
     Some(AudioConfig {
-        asc: asc.to_vec(),
+        codec: AudioCodec::Aac,
+        config: asc.to_vec(),
         sample_rate,
         channels,
     })

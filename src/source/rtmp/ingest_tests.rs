@@ -143,7 +143,7 @@ fn enhanced_rtmp_hevc() {
                 pts,
                 frame,
             } => {
-                asc.get_or_insert_with(|| c.asc.clone());
+                asc.get_or_insert_with(|| c.config.clone());
                 let mut p = vec![0xaf, 1];
                 p.extend_from_slice(frame);
                 tags.push((pts / 90, 8, p));
