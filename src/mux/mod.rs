@@ -1,8 +1,9 @@
 //! Our own fragmented-MP4 muxer, for feeds that are not MP4 already (MPEG-TS, H.264/H.265 Annex B
 //! on a pipe): access units with timestamps in, the same two things every other source yields
 //! out — a [`PushEvent::Init`] (ftyp+moov with `avcC`/`hvcC` built from the stream's parameter
-//! sets and `mp4a`/`esds` from the AudioSpecificConfig or `Opus`/`dOps`, run through [`InitSegment::parse`] so the
-//! codecs string and tracks come out as for a publisher's own init) and
+//! sets and `mp4a`/`esds` from the AudioSpecificConfig or `Opus`/`dOps` from the Opus
+//! configuration, run through [`InitSegment::parse`] so the codecs string and tracks come out
+//! as for a publisher's own init) and
 //! [`PushEvent::Fragment`]s (moof+mdat parsed with [`parse_fragment_at`]), so the stream and the
 //! fan-out cannot tell the difference.
 //!
@@ -132,7 +133,7 @@ pub struct Muxer {
 
 impl Muxer {
     /// A muxer cutting parts of `part_ns` (0: one frame per fragment) for a feed with the given
-    /// video codec (if any) and an AAC track (if `audio`).
+    /// video codec (if any) and an audio track (AAC or Opus, if `audio`).
     pub fn new(part_ns: u64, codec: Option<VideoCodec>, audio: bool) -> Muxer {
         Muxer {
             part: (part_ns.min(60_000_000_000) as i64) * TS_HZ / 1_000_000_000,
