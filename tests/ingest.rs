@@ -1,5 +1,5 @@
 //! Publishing what is not fragmented MP4, with Debian's ffmpeg as the third-party publisher:
-//! MPEG-TS over HTTP (H.264 + AAC and H.265 + AAC) and a bare H.264/H.265 Annex B stream on
+//! MPEG-TS over HTTP (H.264 + AAC, H.265 + AAC and H.264 + Opus) and a bare H.264/H.265 Annex B stream on
 //! standard input. The viewer's stream must decode in ffmpeg with no error, at the input's
 //! resolution and frame count, with the codecs string ffmpeg's own HLS muxer writes for the same
 //! encode, audio and video in the input's sync, and `--part 0` must give one frame a fragment.
@@ -65,6 +65,50 @@ fn ffmpeg_publishes_mpegts_h264_aac_over_http() {
 #[test]
 fn ffmpeg_publishes_mpegts_h265_aac_over_http() {
     publish_mpegts("h265");
+}
+
+#[test]
+fn ffmpeg_publishes_mpegts_h264_opus_over_http() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let mut viewer = SseReader::open(server.addr, "/events/cam", "");
+    let _ffmpeg = util::live::Killed(
+        Command::new("ffmpeg")
+            .args(with_opus(encode_args("h264", true, 3.5, true)))
+            .args(["-f", "mpegts"])
+            .arg(server.url("/publish/cam"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    let events = read_until(&mut viewer, |ev| {
+        ev.last().is_some_and(|e| e.event == "offline") && ev.len() > 1
+    });
+    let init = events
+        .iter()
+        .find(|e| e.event == "init")
+        .unwrap_or_else(|| panic!("no init in {events:?}"));
+    assert_eq!(init_size(init), (640, 360));
+    // The video codec as ffmpeg's HLS muxer names it for the same encode, then Opus.
+    let theirs = hls_codecs("h264", true);
+    let video = theirs.split(',').next().unwrap();
+    assert_codecs_match(&init_codecs(init), &format!("{video},opus"));
+    let (mp4, _) = as_mp4(&events);
+    let frames = ffmpeg_decode(&mp4, "h264opus").unwrap_or_else(|e| panic!("{e}"));
+    assert!((100..=106).contains(&frames), "{frames} frames");
+    let audio = ffmpeg_decode_audio(&mp4, "h264opus").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(audio, "opus");
+    let ours = av_offset(&mp4, "h264opus");
+    let theirs = input_av_offset_of(with_opus(encode_args("h264", true, 1.0, false)), "opus");
+    assert!(
+        (ours - theirs).abs() <= 1.0 / 30.0,
+        "audio starts {ours:.3} s after the video here, {theirs:.3} s in the input"
+    );
+    assert!(server
+        .wait_log("publisher for cam finished", Duration::from_secs(5))
+        .is_some());
 }
 
 /// ffmpeg writing a bare elementary stream (Annex B) to a pipe that is the server's stdin.

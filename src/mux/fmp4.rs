@@ -1,5 +1,5 @@
 //! Writes the fragmented MP4 the server plays: an init segment (ftyp + moov with one `trak` per
-//! track, `avc1`/`hvc1`/`mp4a` sample entries and an `mvex`) and fragments (moof with one
+//! track, `avc1`/`hvc1`/`mp4a`/`Opus` sample entries and an `mvex`) and fragments (moof with one
 //! `traf` per track, sample durations, sizes, flags and composition offsets in `trun`, then one
 //! mdat). Pure byte building; what goes in was already checked by the muxer.
 
@@ -40,6 +40,8 @@ pub enum Entry {
         channels: u16,
         sample_rate: u32,
     },
+    /// `Opus` with its `dOps` (the body as [`super::opus::OpusHead::dops`] writes it).
+    Opus { dops: Vec<u8>, channels: u16 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +125,7 @@ pub fn moov(tracks: &[TrackSpec]) -> Vec<u8> {
 fn trak(o: &mut Vec<u8>, t: &TrackSpec) {
     let (video, width, height) = match &t.entry {
         Entry::Visual { width, height, .. } => (true, *width, *height),
-        Entry::Aac { .. } => (false, 0, 0),
+        Entry::Aac { .. } | Entry::Opus { .. } => (false, 0, 0),
     };
     mp4_box(o, b"trak", |o| {
         full_box(o, b"tkhd", 3, |o| {
@@ -237,6 +239,16 @@ fn sample_entry(o: &mut Vec<u8>, t: &TrackSpec) {
                 o.extend_from_slice(&asc[..usize::from(asc_len)]);
                 o.extend_from_slice(&[6, 1, 2]);
             });
+        }),
+        Entry::Opus { dops, channels } => mp4_box(o, b"Opus", |o| {
+            o.extend_from_slice(&[0; 6]);
+            u16be(o, 1);
+            o.extend_from_slice(&[0; 8]);
+            u16be(o, *channels);
+            u16be(o, 16);
+            u32be(o, 0);
+            u32be(o, super::opus::OPUS_HZ << 16);
+            mp4_box(o, b"dOps", |o| o.extend_from_slice(dops));
         }),
     }
 }

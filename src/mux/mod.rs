@@ -1,8 +1,9 @@
 //! Our own fragmented-MP4 muxer, for feeds that are not MP4 already (MPEG-TS, H.264/H.265 Annex B
 //! on a pipe): access units with timestamps in, the same two things every other source yields
 //! out — a [`PushEvent::Init`] (ftyp+moov with `avcC`/`hvcC` built from the stream's parameter
-//! sets and `mp4a`/`esds` from the AudioSpecificConfig, run through [`InitSegment::parse`] so the
-//! codecs string and tracks come out as for a publisher's own init) and
+//! sets and `mp4a`/`esds` from the AudioSpecificConfig or `Opus`/`dOps` from the Opus
+//! configuration, run through [`InitSegment::parse`] so the codecs string and tracks come out
+//! as for a publisher's own init) and
 //! [`PushEvent::Fragment`]s (moof+mdat parsed with [`parse_fragment_at`]), so the stream and the
 //! fan-out cannot tell the difference.
 //!
@@ -20,6 +21,7 @@
 
 pub mod annexb;
 pub mod fmp4;
+pub mod opus;
 pub mod params;
 pub mod ts;
 
@@ -50,13 +52,33 @@ pub enum VideoCodec {
     H265,
 }
 
-/// An AAC track's configuration, from an ADTS header.
+/// The audio codec of a feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioCodec {
+    Aac,
+    Opus,
+}
+
+/// An audio track's configuration: AAC from an ADTS header or an AudioSpecificConfig, Opus from
+/// an MPEG-TS descriptor or an `OpusHead`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AudioConfig {
-    /// The AudioSpecificConfig (2 bytes from ADTS).
-    pub asc: Vec<u8>,
+    pub codec: AudioCodec,
+    /// AAC: the AudioSpecificConfig (2 bytes from ADTS); Opus: the body of the `dOps` box.
+    pub config: Vec<u8>,
+    /// The track's timescale: AAC's sampling rate, 48 kHz for Opus.
     pub sample_rate: u32,
     pub channels: u16,
+}
+
+impl AudioConfig {
+    /// Samples in `frame`, in the track's timescale (`None`: an Opus packet with no valid TOC).
+    pub fn frame_duration(&self, frame: &[u8]) -> Option<u32> {
+        match self.codec {
+            AudioCodec::Aac => Some(AAC_FRAME),
+            AudioCodec::Opus => opus::packet_duration(frame),
+        }
+    }
 }
 
 /// The parameter sets of the current video configuration, each NAL unit complete.
@@ -111,7 +133,7 @@ pub struct Muxer {
 
 impl Muxer {
     /// A muxer cutting parts of `part_ns` (0: one frame per fragment) for a feed with the given
-    /// video codec (if any) and an AAC track (if `audio`).
+    /// video codec (if any) and an audio track (AAC or Opus, if `audio`).
     pub fn new(part_ns: u64, codec: Option<VideoCodec>, audio: bool) -> Muxer {
         Muxer {
             part: (part_ns.min(60_000_000_000) as i64) * TS_HZ / 1_000_000_000,
@@ -285,7 +307,8 @@ impl Muxer {
         Ok(())
     }
 
-    /// One raw AAC frame (no ADTS header) with its presentation time in 90 kHz ticks.
+    /// One raw AAC frame (no ADTS header) or Opus packet with its presentation time in 90 kHz
+    /// ticks.
     pub fn audio(
         &mut self,
         config: &AudioConfig,
@@ -415,8 +438,11 @@ impl Muxer {
         if rel < 0 {
             return;
         }
+        let Some(duration) = config.frame_duration(frame) else {
+            return;
+        };
         let mut ticks = (rel * rate / TS_HZ) as u64;
-        let frame_len = u64::from(AAC_FRAME);
+        let frame_len = u64::from(duration);
         if let Some(next) = self.audio_next {
             if ticks.abs_diff(next) < frame_len / 2 || self.audio_rows.is_empty() && ticks < next {
                 ticks = next;
@@ -432,7 +458,7 @@ impl Muxer {
             self.audio_start = ticks;
         }
         self.audio_rows.push(SampleRow {
-            duration: AAC_FRAME,
+            duration,
             size: frame.len() as u32,
             keyframe: true,
             cto: 0,
@@ -567,10 +593,16 @@ impl Muxer {
             tracks.push(TrackSpec {
                 id: AUDIO_ID,
                 timescale: a.sample_rate,
-                entry: Entry::Aac {
-                    asc: a.asc.clone(),
-                    channels: a.channels,
-                    sample_rate: a.sample_rate,
+                entry: match a.codec {
+                    AudioCodec::Aac => Entry::Aac {
+                        asc: a.config.clone(),
+                        channels: a.channels,
+                        sample_rate: a.sample_rate,
+                    },
+                    AudioCodec::Opus => Entry::Opus {
+                        dops: a.config.clone(),
+                        channels: a.channels,
+                    },
                 },
             });
         }

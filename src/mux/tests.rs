@@ -56,7 +56,7 @@ fn find<'a>(data: &'a [u8], path: &[&[u8; 4]]) -> Option<&'a [u8]> {
             let skip = match *t {
                 b"stsd" => 8,
                 b"avc1" | b"hvc1" => 78,
-                b"mp4a" => 28,
+                b"mp4a" | b"Opus" => 28,
                 _ => 0,
             };
             if let Some(found) = walk(data, b.body + skip..b.end, rest) {
@@ -515,4 +515,48 @@ fn new_parameter_sets_start_a_new_session() {
         "{}",
         inits[1]
     );
+}
+
+const H264_OPUS_TS: &[u8] = include_bytes!("../../tests/ingest/h264opus.ts");
+
+#[test]
+fn h264_opus_ts_gives_an_opus_track_with_every_packet() {
+    // ffmpeg -f lavfi -i testsrc2=size=160x90:rate=30 -f lavfi -i sine=frequency=440:
+    // sample_rate=48000 -t 1 -c:v libx264 -preset ultrafast -g 30 -pix_fmt yuv420p
+    // -c:a libopus -b:a 32k -ac 1 -y -f mpegts: 51 packets of 20 ms, 4815 bytes (ffprobe), a few
+    // to a PES, the first with a start trim.
+    for piece in [188, 1000, 7] {
+        let (events, demux) = mux_ts(H264_OPUS_TS, piece, 200);
+        assert_eq!(demux.lost, 0);
+        let (init, frags) = ours(&events);
+        let mime = init.mime();
+        assert!(
+            mime.contains("\"avc1.") && mime.ends_with(",opus\""),
+            "{mime}"
+        );
+        let audio = init.tracks.iter().find(|t| t.id == AUDIO_ID).unwrap();
+        assert_eq!(audio.timescale, 48000);
+        let dops = find(
+            &init.bytes,
+            &[
+                b"moov", b"trak", b"mdia", b"minf", b"stbl", b"stsd", b"Opus", b"dOps",
+            ],
+        );
+        // Version 0, mono, no pre-skip (MPEG-TS trims instead), 48 kHz, gain 0, family 0.
+        assert_eq!(dops, Some(&[0, 1, 0, 0, 0, 0, 0xbb, 0x80, 0, 0, 0][..]));
+        let samples = video_samples(&frags, 48000, AUDIO_ID);
+        // Every packet but the first (115 bytes), which starts 6.5 ms before the first video
+        // frame, where the session starts (as with AAC).
+        assert_eq!(samples.len(), 50, "every Opus packet after the first");
+        assert_eq!(samples.iter().map(|s| s.0).sum::<u32>(), 4815 - 115);
+        assert_eq!(
+            samples[..3].iter().map(|s| s.0).collect::<Vec<_>>(),
+            [82, 78, 81]
+        );
+        // 20 ms each, back to back.
+        for w in samples.windows(2) {
+            assert!((w[1].2 - w[0].2 - 0.02).abs() < 1e-9, "{w:?}");
+        }
+        assert_eq!(video_samples(&frags, 90000, VIDEO_ID).len(), 30);
+    }
 }

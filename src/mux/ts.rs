@@ -1,12 +1,14 @@
 //! The MPEG-TS demuxer (ISO/IEC 13818-1) for publish bodies and standard input: 188-byte packets
 //! arriving in arbitrary pieces, the PAT and the first program's PMT (CRC-checked), PES packets
 //! reassembled across TS packets, PTS/DTS unwrapped past their 33-bit wrap, H.264/H.265 access
-//! units (one per PES, as muxers write them) and AAC frames split out of ADTS. A continuity
+//! units (one per PES, as muxers write them), AAC frames split out of ADTS and Opus packets out
+//! of their control headers (stream type 0x06 registered as `Opus`). A continuity
 //! counter gap, a packet flagged with a transport error, or lost sync drops the PES it broke and
 //! tells the caller, who skips video to the next keyframe. Sans-I/O: bytes in, [`TsEvent`]s out;
 //! every length is checked against what is there, and PES packets have an explicit size cap.
 
-use super::{AudioConfig, VideoCodec};
+use super::opus::{self, OpusHead};
+use super::{AudioCodec, AudioConfig, VideoCodec};
 use crate::source::push::{PushError, MAX_FRAGMENT};
 
 pub const PACKET: usize = 188;
@@ -32,7 +34,7 @@ pub enum TsEvent<'a> {
     },
     /// A video access unit (Annex B), times in 90 kHz ticks.
     Video { dts: i64, pts: i64, data: &'a [u8] },
-    /// One raw AAC frame.
+    /// One raw AAC frame or Opus packet.
     Audio {
         config: &'a AudioConfig,
         pts: i64,
@@ -69,6 +71,8 @@ pub struct TsDemuxer {
     video_pid: Option<u16>,
     video_codec: Option<VideoCodec>,
     audio_pid: Option<u16>,
+    /// The Opus configuration when the audio stream is Opus (else it is ADTS).
+    audio_opus: Option<AudioConfig>,
     video: Pes,
     audio: Pes,
     audio_config: Option<AudioConfig>,
@@ -323,32 +327,46 @@ impl TsDemuxer {
         let info = usize::from(s[10] & 0x0f) << 8 | usize::from(s[11]);
         let mut at = 12 + info;
         let (mut video, mut audio) = (None, None);
+        let mut opus_config = None;
         while at + 5 <= end {
             let kind = s[at];
             let pid = (u16::from(s[at + 1] & 0x1f) << 8) | u16::from(s[at + 2]);
             let es_info = usize::from(s[at + 3] & 0x0f) << 8 | usize::from(s[at + 4]);
+            let descriptors = s.get(at + 5..(at + 5 + es_info).min(end)).unwrap_or(&[]);
             match kind {
                 0x1b if video.is_none() => video = Some((pid, VideoCodec::H264)),
                 0x24 if video.is_none() => video = Some((pid, VideoCodec::H265)),
                 0x0f if audio.is_none() => audio = Some(pid),
+                0x06 if audio.is_none() => {
+                    if let Some(c) = opus_descriptors(descriptors) {
+                        audio = Some(pid);
+                        opus_config = Some(c);
+                    }
+                }
                 _ => {}
             }
             at += 5 + es_info;
         }
         let video_pid = video.map(|v| v.0);
         let codec = video.map(|v| v.1);
-        if video_pid == self.video_pid && codec == self.video_codec && audio == self.audio_pid {
+        if video_pid == self.video_pid
+            && codec == self.video_codec
+            && audio == self.audio_pid
+            && opus_config == self.audio_opus
+        {
             return Ok(());
         }
         if video.is_none() && audio.is_none() {
             return Err(PushError::Unsupported(format!(
-                "the MPEG-TS program (PMT before byte {}) has no H.264, H.265 or AAC (ADTS) stream",
+                "the MPEG-TS program (PMT before byte {}) has no H.264, H.265, AAC (ADTS) or Opus \
+                 stream",
                 self.offset
             )));
         }
         self.video_pid = video_pid;
         self.video_codec = codec;
         self.audio_pid = audio;
+        self.audio_opus = opus_config;
         self.video = Pes::default();
         self.audio = Pes::default();
         sink(TsEvent::Tracks {
@@ -434,7 +452,37 @@ impl TsDemuxer {
                 data: payload,
             });
         }
+        if self.audio_opus.is_some() {
+            return self.opus(pts, payload, sink);
+        }
         self.adts(pts, payload, sink)
+    }
+
+    /// A PES of Opus packets, each behind its control header; the first starts at `pts` and
+    /// each next one where the one before ends.
+    fn opus(&mut self, pts: i64, mut d: &[u8], sink: &mut Sink<'_>) -> Result<(), PushError> {
+        let Some(config) = &self.audio_opus else {
+            return Ok(());
+        };
+        let mut samples = 0i64;
+        while !d.is_empty() {
+            let Some((header, size, _, _)) = opus::control_header(d) else {
+                self.lost += 1;
+                return Ok(());
+            };
+            let Some(packet) = d.get(header..header + size) else {
+                self.lost += 1;
+                return Ok(());
+            };
+            sink(TsEvent::Audio {
+                config,
+                pts: pts + samples * super::TS_HZ / i64::from(opus::OPUS_HZ),
+                frame: packet,
+            })?;
+            samples += i64::from(opus::packet_duration(packet).unwrap_or(0));
+            d = &d[header + size..];
+        }
+        Ok(())
     }
 
     fn adts(&mut self, pts: i64, mut d: &[u8], sink: &mut Sink<'_>) -> Result<(), PushError> {
@@ -462,7 +510,8 @@ impl TsDemuxer {
             if blocks == 1 {
                 let aot = profile + 1;
                 let config = AudioConfig {
-                    asc: vec![(aot << 3) | (sfi >> 1), ((sfi & 1) << 7) | (chan << 3)],
+                    codec: AudioCodec::Aac,
+                    config: vec![(aot << 3) | (sfi >> 1), ((sfi & 1) << 7) | (chan << 3)],
                     sample_rate: rate,
                     channels: if chan == 0 { 2 } else { u16::from(chan) },
                 };
@@ -482,6 +531,36 @@ impl TsDemuxer {
         }
         Ok(())
     }
+}
+
+/// The Opus configuration of a private-data stream (type 0x06) whose descriptors register it as
+/// `Opus` (tag 0x05); the channels come from the DVB extension descriptor (0x7f) with tag 0x80,
+/// stereo without one (as ffmpeg assumes).
+fn opus_descriptors(mut d: &[u8]) -> Option<AudioConfig> {
+    let (mut registered, mut channels) = (false, None);
+    while d.len() >= 2 {
+        let (tag, len) = (d[0], usize::from(d[1]));
+        let Some(body) = d.get(2..2 + len) else {
+            break;
+        };
+        match tag {
+            0x05 if body.starts_with(b"Opus") => registered = true,
+            0x7f if body.len() >= 2 && body[0] == 0x80 => channels = Some(body[1]),
+            _ => {}
+        }
+        d = &d[2 + len..];
+    }
+    if !registered {
+        return None;
+    }
+    let head = OpusHead::from_ts_channel_config(channels.unwrap_or(2));
+    if head.is_none() {
+        log::warn!(
+            "MPEG-TS Opus channel configuration {:#04x} is not supported",
+            channels.unwrap_or(0)
+        );
+    }
+    Some(head?.audio_config())
 }
 
 /// A 33-bit PTS/DTS from its 5 bytes.

@@ -51,6 +51,40 @@ pub fn encode_args(codec: &str, audio: bool, secs: f64, realtime: bool) -> Vec<S
     a
 }
 
+/// An encode of [`encode_args`] with Opus audio (libopus) instead of AAC.
+pub fn with_opus(mut args: Vec<String>) -> Vec<String> {
+    if let Some(a) = args.iter_mut().find(|a| *a == "aac") {
+        *a = "libopus".into();
+    }
+    args
+}
+
+/// Decodes the first audio stream of `mp4` with ffmpeg: its codec name, or what went wrong
+/// (any message ffmpeg prints is an error).
+pub fn ffmpeg_decode_audio(mp4: &[u8], name: &str) -> Result<String, String> {
+    let path = std::env::temp_dir().join(format!("ssecast-{}-{name}-a.mp4", std::process::id()));
+    std::fs::write(&path, mp4).map_err(|e| e.to_string())?;
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-v", "error", "-i"])
+        .arg(&path)
+        .args(["-map", "0:a:0", "-f", "null", "-"])
+        .output()
+        .map_err(|e| e.to_string());
+    let probe = Command::new("ffprobe")
+        .args(["-v", "error", "-select_streams", "a:0", "-show_entries"])
+        .args(["stream=codec_name", "-of", "csv=p=0"])
+        .arg(&path)
+        .output()
+        .map_err(|e| e.to_string());
+    let _ = std::fs::remove_file(&path);
+    let (out, probe) = (out?, probe?);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !stderr.trim().is_empty() {
+        return Err(format!("ffmpeg: {}: {stderr}", out.status));
+    }
+    Ok(String::from_utf8_lossy(&probe.stdout).trim().to_string())
+}
+
 /// The CODECS attribute ffmpeg's HLS muxer writes for the same encode.
 pub fn hls_codecs(codec: &str, audio: bool) -> String {
     let audio_tag = if audio { "a" } else { "v" };
@@ -159,9 +193,14 @@ pub fn av_offset(mp4: &[u8], name: &str) -> f64 {
 
 /// The same encode as MPEG-TS in a file: its audio start minus video start.
 pub fn input_av_offset(codec: &str) -> f64 {
-    let path = std::env::temp_dir().join(format!("ssecast-in-{}-{codec}.ts", std::process::id()));
+    input_av_offset_of(encode_args(codec, true, 1.0, false), codec)
+}
+
+/// The encode `args` as MPEG-TS in a file: its audio start minus video start.
+pub fn input_av_offset_of(args: Vec<String>, name: &str) -> f64 {
+    let path = std::env::temp_dir().join(format!("ssecast-in-{}-{name}.ts", std::process::id()));
     let status = Command::new("ffmpeg")
-        .args(encode_args(codec, true, 1.0, false))
+        .args(args)
         .args(["-y", "-f", "mpegts"])
         .arg(&path)
         .status()

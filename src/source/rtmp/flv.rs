@@ -1,6 +1,7 @@
 //! The FLV tag bodies RTMP carries in its audio (8) and video (9) messages: AVC (legacy FLV) and,
 //! with Enhanced RTMP, HEVC (`hvc1`) video — the decoder configuration record or length-prefixed
-//! NAL units with a composition time — and AAC audio (the AudioSpecificConfig or a raw frame).
+//! NAL units with a composition time — and AAC audio (the AudioSpecificConfig or a raw frame),
+//! legacy or as Enhanced RTMP (v2) `mp4a`, and Enhanced RTMP `Opus` (the `OpusHead` or a packet).
 //! Pure: a message payload in, what it carries out.
 
 /// A video codec the server can mux.
@@ -27,6 +28,10 @@ pub enum Tag<'a> {
     AudioConfig(&'a [u8]),
     /// One raw AAC frame.
     Audio(&'a [u8]),
+    /// Enhanced RTMP Opus: the identification header (`OpusHead`).
+    OpusConfig(&'a [u8]),
+    /// One Opus packet.
+    Opus(&'a [u8]),
     /// Nothing to mux (end of sequence, metadata, an empty tag).
     Skip,
     /// A codec the server cannot mux, named.
@@ -120,13 +125,37 @@ pub fn audio(p: &[u8]) -> Tag<'_> {
     };
     match b0 >> 4 {
         10 => {}
-        9 => return Tag::Unsupported("Enhanced RTMP audio".into()),
+        9 => return enhanced_audio(p),
         f => return Tag::Unsupported(format!("FLV sound format {f} (only AAC is muxed)")),
     }
     match p.get(1) {
         Some(0) => Tag::AudioConfig(&p[2..]),
         Some(1) => Tag::Audio(&p[2..]),
         _ => Tag::Skip,
+    }
+}
+
+/// Enhanced RTMP (v2) audio: `[sound format 9 | packet type:4] FourCC ...`; a sequence start
+/// carries the codec's configuration, coded frames one frame.
+fn enhanced_audio(p: &[u8]) -> Tag<'_> {
+    let packet_type = p[0] & 0x0f;
+    if matches!(packet_type, 5 | 7) {
+        return Tag::Unsupported("Enhanced RTMP multitrack or ModEx audio".into());
+    }
+    let Some(fourcc) = p.get(1..5) else {
+        return Tag::Skip;
+    };
+    let body = &p[5..];
+    match (fourcc, packet_type) {
+        (b"Opus", 0) => Tag::OpusConfig(body),
+        (b"Opus", 1) => Tag::Opus(body),
+        (b"mp4a", 0) => Tag::AudioConfig(body),
+        (b"mp4a", 1) => Tag::Audio(body),
+        (b"Opus" | b"mp4a", _) => Tag::Skip,
+        (other, _) => Tag::Unsupported(format!(
+            "Enhanced RTMP audio '{}'",
+            String::from_utf8_lossy(other)
+        )),
     }
 }
 
@@ -191,6 +220,14 @@ mod tests {
         );
         assert_eq!(audio(&[0xaf, 1, 3]), Tag::Audio(&[3]));
         assert!(matches!(audio(&[0x2f, 1]), Tag::Unsupported(_)), "MP3");
+        assert_eq!(audio(b"\x90Opus\x01\x02"), Tag::OpusConfig(&[1, 2]));
+        assert_eq!(audio(b"\x91Opus\xfc"), Tag::Opus(&[0xfc]));
+        assert_eq!(audio(b"\x92Opus"), Tag::Skip, "sequence end");
+        assert_eq!(audio(b"\x90mp4a\x11\x90"), Tag::AudioConfig(&[0x11, 0x90]));
+        assert_eq!(audio(b"\x91mp4a\x03"), Tag::Audio(&[3]));
+        assert!(matches!(audio(b"\x91fLaC\x00"), Tag::Unsupported(_)));
+        assert!(matches!(audio(b"\x95\x00Opus"), Tag::Unsupported(_)));
+        assert_eq!(audio(b"\x91Op"), Tag::Skip);
         for short in [&[][..], &[0x17], &[0x17, 1, 0], &[0x91, b'h'], &[0xaf]] {
             let _ = video(short);
             let _ = audio(short);

@@ -2,7 +2,8 @@
 //! gives the NAL length size and the parameter sets, which go in front of every keyframe that
 //! does not carry its own (so a changed configuration reaches the muxer as new parameter sets and
 //! a new init); length-prefixed NAL units go to the muxer as they are, with no Annex B copy; ms
-//! times become 90 kHz ticks; the AudioSpecificConfig becomes the AAC track's configuration.
+//! times become 90 kHz ticks; the AudioSpecificConfig becomes the AAC track's configuration and
+//! an Enhanced RTMP `OpusHead` the Opus track's.
 //! The muxer is made at the first media message, when the sequence headers that OBS and ffmpeg
 //! send first have told which tracks there are; a track that configures later starts a new
 //! session. Pure: events in, init segments and fragments out.
@@ -10,8 +11,9 @@
 use super::flv::VideoCodec as FlvCodec;
 use super::RtmpEvent;
 use crate::mux::annexb::NalKind;
+use crate::mux::opus::OpusHead;
 use crate::mux::VideoCodec;
-use crate::mux::{AudioConfig, Muxer};
+use crate::mux::{AudioCodec, AudioConfig, Muxer};
 use crate::source::push::{PushError, PushEvent};
 
 /// RTMP times are milliseconds; the muxer counts 90 kHz ticks.
@@ -96,11 +98,14 @@ impl RtmpIngest {
                 let config = parse_asc(&asc).ok_or_else(|| {
                     PushError::Malformed("the publisher's AudioSpecificConfig is malformed".into())
                 })?;
-                let had = self.audio.is_some();
-                self.audio = Some(config);
-                if !had {
-                    self.set_tracks(out);
-                }
+                self.audio_config(config, out);
+                Ok(())
+            }
+            RtmpEvent::OpusConfig(head) => {
+                let head = OpusHead::parse(&head).ok_or_else(|| {
+                    PushError::Malformed("the publisher's OpusHead is malformed".into())
+                })?;
+                self.audio_config(head.audio_config(), out);
                 Ok(())
             }
             RtmpEvent::Video {
@@ -132,16 +137,8 @@ impl RtmpIngest {
                     .get_or_insert_with(|| Muxer::new(part, Some(codec), audio));
                 mux.video_nals(dts, pts, size, all, out)
             }
-            RtmpEvent::Audio { dts_ms, data } => {
-                let Some(config) = self.audio.as_ref() else {
-                    return Ok(());
-                };
-                let (part, codec) = (self.part_ns, self.video.as_ref().map(|v| v.codec));
-                let mux = self
-                    .mux
-                    .get_or_insert_with(|| Muxer::new(part, codec, true));
-                mux.audio(config, ms_ticks(dts_ms), &data, out)
-            }
+            RtmpEvent::Audio { dts_ms, data } => self.audio(AudioCodec::Aac, dts_ms, &data, out),
+            RtmpEvent::Opus { dts_ms, data } => self.audio(AudioCodec::Opus, dts_ms, &data, out),
             RtmpEvent::Unpublish => {
                 self.finish(out);
                 Ok(())
@@ -150,6 +147,33 @@ impl RtmpIngest {
                 Ok(())
             }
         }
+    }
+
+    fn audio_config(&mut self, config: AudioConfig, out: &mut Vec<PushEvent>) {
+        let had = self.audio.is_some();
+        self.audio = Some(config);
+        if !had {
+            self.set_tracks(out);
+        }
+    }
+
+    /// One audio frame of `codec`: muxed if the configuration is of that codec (a frame of
+    /// another is not decodable with it, and is dropped).
+    fn audio(
+        &mut self,
+        codec: AudioCodec,
+        dts_ms: u64,
+        data: &[u8],
+        out: &mut Vec<PushEvent>,
+    ) -> Result<(), PushError> {
+        let Some(config) = self.audio.as_ref().filter(|a| a.codec == codec) else {
+            return Ok(());
+        };
+        let (part, codec) = (self.part_ns, self.video.as_ref().map(|v| v.codec));
+        let mux = self
+            .mux
+            .get_or_insert_with(|| Muxer::new(part, codec, true));
+        mux.audio(config, ms_ticks(dts_ms), data, out)
     }
 
     /// The feed ended: what the muxer holds goes out, and a new publish starts afresh.
@@ -308,7 +332,8 @@ pub fn parse_asc(asc: &[u8]) -> Option<AudioConfig> {
         return None;
     }
     Some(AudioConfig {
-        asc: asc.to_vec(),
+        codec: AudioCodec::Aac,
+        config: asc.to_vec(),
         sample_rate,
         channels,
     })
@@ -412,6 +437,40 @@ mod tests {
             &mut out,
         );
         assert!(matches!(bad, Err(PushError::Malformed(_))));
+    }
+
+    #[test]
+    fn opus_head_configures_and_aac_frames_do_not_mux_with_it() {
+        let mut ingest = RtmpIngest::new(0);
+        let mut out = Vec::new();
+        let bad = ingest.on_event(RtmpEvent::OpusConfig(b"OpusHea".to_vec()), &mut out);
+        assert!(matches!(bad, Err(PushError::Malformed(_))));
+        let mut head = b"OpusHead".to_vec();
+        head.extend_from_slice(&[1, 2, 0x38, 1, 0x80, 0xbb, 0, 0, 0, 0, 0]);
+        ingest
+            .on_event(RtmpEvent::OpusConfig(head), &mut out)
+            .unwrap();
+        let config = ingest.audio.clone().unwrap();
+        assert_eq!(config.codec, AudioCodec::Opus);
+        assert_eq!(config.config, [0, 2, 1, 0x38, 0, 0, 0xbb, 0x80, 0, 0, 0]);
+        let aac = RtmpEvent::Audio {
+            dts_ms: 0,
+            data: vec![1, 2, 3],
+        };
+        ingest.on_event(aac, &mut out).unwrap();
+        assert!(ingest.mux.is_none(), "an AAC frame is not muxed as Opus");
+        for i in 0..60 {
+            let opus = RtmpEvent::Opus {
+                dts_ms: i * 20,
+                data: vec![0xfc, 1, 2],
+            };
+            ingest.on_event(opus, &mut out).unwrap();
+        }
+        ingest.finish(&mut out);
+        let PushEvent::Init(init) = &out[0] else {
+            panic!("an init first: {out:?}")
+        };
+        assert_eq!(init.mime(), "audio/mp4; codecs=\"opus\"");
     }
 }
 

@@ -77,8 +77,17 @@ pub enum RtmpEvent {
         cts_ms: i32,
         data: Vec<u8>,
     },
+    /// The AAC AudioSpecificConfig.
     AudioConfig(Vec<u8>),
+    /// One raw AAC frame.
     Audio {
+        dts_ms: u64,
+        data: Vec<u8>,
+    },
+    /// Enhanced RTMP Opus: the `OpusHead`.
+    OpusConfig(Vec<u8>),
+    /// One Opus packet.
+    Opus {
         dts_ms: u64,
         data: Vec<u8>,
     },
@@ -366,6 +375,11 @@ impl RtmpSession {
             },
             Tag::AudioConfig(asc) => RtmpEvent::AudioConfig(asc.to_vec()),
             Tag::Audio(data) => RtmpEvent::Audio {
+                dts_ms: self.clock(m.timestamp),
+                data: data.to_vec(),
+            },
+            Tag::OpusConfig(head) => RtmpEvent::OpusConfig(head.to_vec()),
+            Tag::Opus(data) => RtmpEvent::Opus {
                 dts_ms: self.clock(m.timestamp),
                 data: data.to_vec(),
             },
