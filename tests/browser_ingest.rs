@@ -1,6 +1,7 @@
 //! The viewer page in headless Chromium plays feeds the server muxed itself: ffmpeg publishing
 //! over RTMP (`-f flv rtmp://…/live/cam`, as OBS does) and a bare H.264 Annex B stream on
-//! standard input (as `rpicam-vid --inline -o -` writes it). Each must present two seconds of
+//! standard input (as `rpicam-vid --inline -o -` writes it), and MPEG-TS with Opus audio over
+//! HTTP (the page must take the `opus` track). Each must present two seconds of
 //! 640×360 frames with no media error. Skipped (passes with a `skipped:` line) without Chromium
 //! and chromedriver or without ffmpeg.
 
@@ -10,7 +11,7 @@ use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use util::live::{have_ffmpeg, Killed};
-use util::media::encode_args;
+use util::media::{encode_args, with_opus};
 use util::webdriver::{have_browser, save_screenshot, Browser};
 use util::TestServer;
 
@@ -110,4 +111,26 @@ fn the_page_plays_annex_b_on_standard_input() {
         .wait_log("stream cam is live", Duration::from_secs(20))
         .is_some());
     plays_two_seconds(&server, "browser-annexb.png");
+}
+
+#[test]
+fn the_page_plays_mpegts_with_opus_audio() {
+    if !have_browser() || !have_ffmpeg() {
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let _ffmpeg = Killed(
+        Command::new("ffmpeg")
+            .args(with_opus(encode_args("h264", true, 60.0, true)))
+            .args(["-f", "mpegts"])
+            .arg(server.url("/publish/cam"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("ffmpeg"),
+    );
+    let live = server
+        .wait_log("stream cam is live", Duration::from_secs(20))
+        .expect("the stream went live");
+    assert!(live.contains("opus"), "{live}");
+    plays_two_seconds(&server, "browser-opus.png");
 }
