@@ -199,22 +199,8 @@ pub fn ts_demux_in_pieces(data: &[u8]) {
         188,
     ];
     let part_ns = if mode & 1 == 1 { 0 } else { 200_000_000 };
-    let mut after_init = false;
-    let mut check = |e: &PushEvent| match e {
-        PushEvent::Init(init) => {
-            assert!(init.bytes.len() <= MAX_INIT, "init over the cap");
-            after_init = true;
-        }
-        PushEvent::Fragment(f) => {
-            assert!(f.bytes.len() <= MAX_FRAGMENT, "fragment over the cap");
-            if after_init {
-                assert!(f.fragment.keyframe, "a session starts with a keyframe");
-            }
-            after_init = false;
-            let mut bytes = f.bytes.clone();
-            shift_decode_times(&mut bytes, &f.fragment, &[u64::MAX / 3; 4]);
-        }
-    };
+    let mut checker = MuxedChecker::default();
+    let mut check = |e: &PushEvent| checker.check(e);
     let pieces = |mut at: usize| {
         let mut i = 0;
         std::iter::from_fn(move || {
@@ -310,22 +296,8 @@ pub fn rtmp_in_pieces(data: &[u8]) {
     }
     wire.extend_from_slice(rest);
 
-    let mut after_init = false;
-    let mut check = |e: &PushEvent| match e {
-        PushEvent::Init(init) => {
-            assert!(init.bytes.len() <= MAX_INIT, "init over the cap");
-            after_init = true;
-        }
-        PushEvent::Fragment(f) => {
-            assert!(f.bytes.len() <= MAX_FRAGMENT, "fragment over the cap");
-            if after_init {
-                assert!(f.fragment.keyframe, "a session starts with a keyframe");
-            }
-            after_init = false;
-            let mut bytes = f.bytes.clone();
-            shift_decode_times(&mut bytes, &f.fragment, &[u64::MAX / 3; 4]);
-        }
-    };
+    let mut checker = MuxedChecker::default();
+    let mut check = |e: &PushEvent| checker.check(e);
     let mut session = RtmpSession::default();
     let mut ingest = RtmpIngest::new(part_ns);
     let mut publishing = false;
@@ -376,5 +348,32 @@ pub fn rtmp_in_pieces(data: &[u8]) {
     ingest.finish(&mut out);
     for e in &out {
         check(e);
+    }
+}
+
+/// What every init and fragment our muxer makes must satisfy: under the caps, shiftable, and a
+/// session (the fragments after an init) starting with a keyframe.
+#[derive(Default)]
+struct MuxedChecker {
+    after_init: bool,
+}
+
+impl MuxedChecker {
+    fn check(&mut self, e: &PushEvent) {
+        match e {
+            PushEvent::Init(init) => {
+                assert!(init.bytes.len() <= MAX_INIT, "init over the cap");
+                self.after_init = true;
+            }
+            PushEvent::Fragment(f) => {
+                assert!(f.bytes.len() <= MAX_FRAGMENT, "fragment over the cap");
+                if self.after_init {
+                    assert!(f.fragment.keyframe, "a session starts with a keyframe");
+                }
+                self.after_init = false;
+                let mut bytes = f.bytes.clone();
+                shift_decode_times(&mut bytes, &f.fragment, &[u64::MAX / 3; 4]);
+            }
+        }
     }
 }

@@ -12,15 +12,14 @@ use util::live::*;
 use util::media::*;
 use util::{Event, SseReader, TestServer};
 
-fn publish_mpegts(codec: &str) {
-    if !have_ffmpeg() {
-        return;
-    }
+/// Watches `/events/cam` while ffmpeg (with `args`) publishes MPEG-TS to it, until it goes
+/// offline.
+fn watch_mpegts_publish(args: Vec<String>) -> (Vec<Event>, TestServer) {
     let server = TestServer::start(&[]);
     let mut viewer = SseReader::open(server.addr, "/events/cam", "");
     let _ffmpeg = util::live::Killed(
         Command::new("ffmpeg")
-            .args(encode_args(codec, true, 3.5, true))
+            .args(args)
             .args(["-f", "mpegts"])
             .arg(server.url("/publish/cam"))
             .stdin(Stdio::null())
@@ -30,6 +29,14 @@ fn publish_mpegts(codec: &str) {
     let events = read_until(&mut viewer, |ev| {
         ev.last().is_some_and(|e| e.event == "offline") && ev.len() > 1
     });
+    (events, server)
+}
+
+fn publish_mpegts(codec: &str) {
+    if !have_ffmpeg() {
+        return;
+    }
+    let (events, server) = watch_mpegts_publish(encode_args(codec, true, 3.5, true));
     let init = events
         .iter()
         .find(|e| e.event == "init")
@@ -72,20 +79,7 @@ fn ffmpeg_publishes_mpegts_h264_opus_over_http() {
     if !have_ffmpeg() {
         return;
     }
-    let server = TestServer::start(&[]);
-    let mut viewer = SseReader::open(server.addr, "/events/cam", "");
-    let _ffmpeg = util::live::Killed(
-        Command::new("ffmpeg")
-            .args(with_opus(encode_args("h264", true, 3.5, true)))
-            .args(["-f", "mpegts"])
-            .arg(server.url("/publish/cam"))
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("ffmpeg"),
-    );
-    let events = read_until(&mut viewer, |ev| {
-        ev.last().is_some_and(|e| e.event == "offline") && ev.len() > 1
-    });
+    let (events, server) = watch_mpegts_publish(with_opus(encode_args("h264", true, 3.5, true)));
     let init = events
         .iter()
         .find(|e| e.event == "init")

@@ -6,7 +6,6 @@ mod util;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use util::{wait_until, SseReader, TestServer};
@@ -93,19 +92,7 @@ fn over_the_limit_gets_503_and_viewers_are_unaffected() {
 #[test]
 fn running_out_of_descriptors_pauses_accepting_without_spinning() {
     let server = TestServer::start_with(&["--max-clients", "1000", "--speed", "10"], |cmd| {
-        // SAFETY: the closure only calls setrlimit, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit {
-                    rlim_cur: 40,
-                    rlim_max: 40,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        util::limit_open_files(cmd, 40);
     });
     let mut viewer = SseReader::open(server.addr, "/events", "");
     seq(&mut viewer);

@@ -279,21 +279,8 @@ fn publishing_again_on_the_same_connection() {
 /// the kernel's queue when descriptors free up is answered, with no new connection to wake it.
 #[test]
 fn running_out_of_descriptors_does_not_strand_waiting_publishers() {
-    use std::os::unix::process::CommandExt;
     let server = TestServer::start_with(&["--rtmp", "127.0.0.1:0"], |cmd| {
-        // SAFETY: the closure only calls setrlimit, which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                let lim = libc::rlimit {
-                    rlim_cur: 40,
-                    rlim_max: 40,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        util::limit_open_files(cmd, 40);
     });
     let rtmp = server.rtmp.expect("RTMP address");
     let mut flood: Vec<TcpStream> = (0..80)

@@ -86,14 +86,15 @@ fn inits(out: &[PushEvent]) -> Vec<&crate::mp4::InitSegment> {
         .collect()
 }
 
-fn video_frames(out: &[PushEvent], video: usize) -> u32 {
+/// Samples of `track` over every fragment.
+fn samples(out: &[PushEvent], track: usize) -> u32 {
     out.iter()
         .filter_map(|e| match e {
             PushEvent::Fragment(f) => Some(f),
             PushEvent::Init(_) => None,
         })
         .flat_map(|f| &f.fragment.runs)
-        .filter(|r| r.track == video)
+        .filter(|r| r.track == track)
         .map(|r| r.samples)
         .sum()
 }
@@ -186,19 +187,7 @@ fn enhanced_rtmp_hevc() {
         .unwrap();
     assert_eq!(ours[0].mime(), theirs);
     assert!(ours[0].mime().contains("hvc1.") && ours[0].mime().contains("mp4a.40.2"));
-    assert_eq!(video_frames(&out, ours[0].main_track), pictures);
-}
-
-fn samples(out: &[PushEvent], track: usize) -> u32 {
-    out.iter()
-        .filter_map(|e| match e {
-            PushEvent::Fragment(f) => Some(f),
-            PushEvent::Init(_) => None,
-        })
-        .flat_map(|f| &f.fragment.runs)
-        .filter(|r| r.track == track)
-        .map(|r| r.samples)
-        .sum()
+    assert_eq!(samples(&out, ours[0].main_track), pictures);
 }
 
 /// The H.264+Opus MPEG-TS clip, demuxed, as AVC tags and Enhanced RTMP (v2) Opus audio: a
@@ -299,8 +288,8 @@ fn enhanced_rtmp_opus() {
     let audio = |i: &crate::mp4::InitSegment| i.tracks.iter().position(|t| t.id == 2).unwrap();
     assert_eq!(ours[0].bytes, their_init.bytes, "the same moov");
     assert_eq!(
-        video_frames(&out, ours[0].main_track),
-        video_frames(&theirs, their_init.main_track)
+        samples(&out, ours[0].main_track),
+        samples(&theirs, their_init.main_track)
     );
     assert_eq!(samples(&out, audio(ours[0])), 50);
     assert_eq!(samples(&theirs, audio(their_init)), 50);
